@@ -1,0 +1,33 @@
+# The two commands a newcomer needs:
+#   make demo   install everything and run the main job on the default scenario
+#   make test   install everything (test extras included) and run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_SCENARIO ?= scenarios/network-partition.toml
+
+.PHONY: setup demo test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# the pinned CPU wheel first, so nothing below pulls a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/desim run $(DEMO_SCENARIO) --seed 1
+
+test: setup
+	$(VENV)/bin/pytest
+
+test-all: setup
+	$(VENV)/bin/pytest -m "slow or not slow"
+
+bench: setup
+	$(PY) bench/kernel.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -1,0 +1,80 @@
+"""Agents and brains.
+
+An agent is a SimPy process with an inbox. It never touches another agent's
+state: it learns about the world from messages, and acts by sending them.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+
+import mesa
+import simpy
+
+from desim.message import Message
+
+if TYPE_CHECKING:
+    from desim.sim import Simulation
+
+
+@runtime_checkable
+class Brain(Protocol):
+    """Anything that maps a batch of observations to a batch of actions.
+
+    Decisions that fall on the same simulated instant are batched into one
+    ``act`` call, so a torch policy runs one forward pass for all of them.
+    """
+
+    policy_version: int
+
+    def act(self, observations: Sequence[Any]) -> Sequence[Any]: ...
+
+
+class Agent(mesa.Agent):
+    """A named SimPy process with an inbox and an optional brain.
+
+    Subclasses override :meth:`behaviour` (a generator). The agent is also a
+    Mesa agent, so it appears in ``sim.model.agents`` for data collection.
+    """
+
+    role = "agent"
+
+    def __init__(self, sim: "Simulation", name: str, brain: Brain | None = None, role: str | None = None):
+        super().__init__(sim.model)
+        self.sim = sim
+        self.name = name
+        self.brain = brain
+        if role is not None:
+            self.role = role
+        self.inbox: simpy.Store = simpy.Store(sim.env)
+        self._next_seq: dict[str, int] = {}
+        sim.register(self)
+        self.process = sim.env.process(self.behaviour())
+
+    @property
+    def policy_version(self) -> int:
+        return getattr(self.brain, "policy_version", 0)
+
+    def send(self, dst: str, kind: str, payload: Any = None, size: int = 64, reliable: bool = False) -> Message:
+        """Send a message through the simulation's network (or directly, if it has none)."""
+        seq = self._next_seq.get(dst, 0)
+        self._next_seq[dst] = seq + 1
+        msg = Message(self.name, dst, kind, payload, size, self.sim.env.now, seq, self.policy_version, reliable)
+        self.sim.send(msg)
+        return msg
+
+    def receive(self) -> simpy.events.Event:
+        """An event that fires with the next message in the inbox."""
+        return self.inbox.get()
+
+    def deliver(self, msg: Message) -> None:
+        """Called by the network when ``msg`` arrives; default: queue in the inbox."""
+        self.inbox.put(msg)
+
+    def behaviour(self):
+        """The agent's life. Default: consume messages and hand them to :meth:`on_message`."""
+        while True:
+            msg = yield self.inbox.get()
+            self.on_message(msg)
+
+    def on_message(self, msg: Message) -> None:  # pragma: no cover - default is to ignore
+        pass

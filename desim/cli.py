@@ -1,0 +1,171 @@
+"""The ``desim`` command line."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from desim.scenario import ScenarioError, load
+
+try:  # typer >= 0.20 vendors click; older ones use the real one
+    from typer._click.exceptions import UsageError as _VendoredUsageError
+
+    _UsageErrors: tuple = (_VendoredUsageError,)
+except ImportError:  # pragma: no cover
+    _UsageErrors = ()
+try:
+    import click as _click
+
+    _UsageErrors += (_click.exceptions.UsageError,)
+except ImportError:  # pragma: no cover
+    pass
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="desim: a discrete-event test bench for multi-agent RL under production conditions.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr, non-zero exit: the only way bad input leaves desim."""
+    err_console.print(f"desim: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class _LazyProgress:
+    """A progress bar that appears only if the run lasts more than a couple of seconds."""
+
+    def __init__(self, until: float, enabled: bool):
+        self.until, self.enabled = until, enabled
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.task = None
+
+    def __call__(self, now: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None and time.perf_counter() - self.t0 > 2.0:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("sim", total=self.until)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=now)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _print_summary(s: dict) -> None:
+    t = Table(title=f"run {s['run_id']} — {s['scenario']} (seed {s['seed']})", show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("simulated time", f"{s['sim_time']:.1f} s")
+    t.add_row("wall time", f"{s['wall_s']:.2f} s")
+    t.add_row("events", f"{s['events']:,}")
+    m = s["messages"]
+    t.add_row("messages sent", f"{m['sent']:,}")
+    t.add_row("delivered", f"{m['delivered']:,}")
+    for reason, n in m["dropped"].items():
+        t.add_row(f"dropped: {reason}", f"{n:,}")
+    t.add_row("in flight at end", f"{m['in_flight']:,}")
+    t.add_row("conservation", "ok" if s["conservation_ok"] else "VIOLATED")
+    for key in ("deliveries", "throughput_per_hour", "collisions", "deadlocks"):
+        if key in s:
+            v = s[key]
+            t.add_row(key.replace("_", " "), f"{v:,.1f}" if isinstance(v, float) else f"{v:,}")
+    if "order_latency" in s:
+        ol = s["order_latency"]
+        t.add_row("order latency p50/p95/p99", " / ".join(f"{ol[k]:.1f}" if ol[k] is not None else "-" for k in ("p50", "p95", "p99")) + " s")
+    if "orders" in s:
+        o = s["orders"]
+        t.add_row("orders created/completed/pending", f"{o['created']} / {o['completed']} / {o['pending']}")
+        for reason, n in o["failed"].items():
+            t.add_row(f"orders failed: {reason}", f"{n:,}")
+    t.add_row("trace hash", s["trace_hash"][:16] + "…")
+    console.print(t)
+
+
+@app.command()
+def validate(scenario: Path = typer.Argument(..., help="scenario TOML file")) -> None:
+    """Check a scenario file; exit 0 if it can run, 2 with one line naming the problem."""
+    try:
+        sc = load(scenario)
+    except ScenarioError as e:
+        fail(str(e))
+    console.print(f"{scenario}: ok ({sc.name})", markup=False)
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario TOML file"),
+    seed: Optional[int] = typer.Option(None, min=0, help="random seed (default: the scenario's)"),
+    until: Optional[float] = typer.Option(None, min=0.001, help="simulated seconds (default: the scenario's)"),
+    store: Optional[Path] = typer.Option(None, help="results store (DuckDB file); default runs/desim.duckdb"),
+    brain: Optional[str] = typer.Option(None, help="agent brain for models that have one: random, greedy, epsilon_greedy, checkpoint:PATH"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+    no_store: bool = typer.Option(False, "--no-store", help="do not record the run in the store"),
+) -> None:
+    """Run a scenario and print its summary."""
+    from desim.runner import run as run_scenario
+
+    try:
+        sc = load(scenario)
+    except ScenarioError as e:
+        fail(str(e))
+    overrides = {}
+    if brain is not None:
+        if sc.warehouse is None:
+            fail(f"--brain: scenario {scenario} has no agents with brains (no [warehouse] section)")
+        overrides["brain"] = brain
+    try:
+        from desim.recording import record_run
+    except ImportError:  # store not wired yet
+        record_run = None
+    progress = _LazyProgress(until or sc.until, enabled=not json_out and sys.stderr.isatty())
+    try:
+        if record_run is not None and not no_store:
+            summary = record_run(sc, scenario, store, seed=seed, until=until, progress=progress, overrides=overrides)
+        else:
+            summary = run_scenario(sc, seed, until, file=str(scenario), progress=progress, overrides=overrides).summary
+    except ScenarioError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    finally:
+        progress.close()
+    if json_out:
+        sys.stdout.write(json.dumps(summary, default=float) + "\n")
+    else:
+        _print_summary(summary)
+
+
+def main() -> None:
+    """Console entry point: usage errors become one line and exit 2."""
+    try:
+        rv = app(standalone_mode=False)
+    except _UsageErrors as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `desim`: the help was the answer
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        where = f" ({ctx.command_path})" if ctx is not None else ""
+        err_console.print(f"desim: error{where}: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Propagation-delay distributions, netem style.
+
+Every distribution is parameterised by its mean (``delay``) and spread
+(``jitter``) so links are easy to compare; ``correlation`` makes successive
+draws correlated (as netem's ``delay 100ms 10ms 25%``) through a Gaussian
+copula, which keeps each draw's marginal distribution exact.
+
+Draws are made in blocks from the link's own generator: one numpy call per
+block keeps per-message cost low.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from scipy.signal import lfilter
+
+DISTRIBUTIONS = ("constant", "uniform", "normal", "lognormal", "pareto")
+
+
+@dataclass(frozen=True)
+class DelayDist:
+    """A delay distribution in seconds.
+
+    - constant: always ``delay``
+    - uniform: U(delay - jitter, delay + jitter)
+    - normal: N(delay, jitter) truncated at 0 (negative draws are redrawn)
+    - lognormal: mean ``delay``, standard deviation ``jitter``
+    - pareto: Pareto (type I) with shape ``alpha`` > 1 and mean ``delay``
+    """
+
+    dist: str = "constant"
+    delay: float = 0.0
+    jitter: float = 0.0
+    correlation: float = 0.0
+    alpha: float = 3.0
+
+    def __post_init__(self):
+        if self.dist not in DISTRIBUTIONS:
+            raise ValueError(f"unknown distribution {self.dist!r} (expected one of {', '.join(DISTRIBUTIONS)})")
+        if self.delay < 0 or self.jitter < 0:
+            raise ValueError("delay and jitter must be >= 0")
+        if not 0 <= self.correlation < 1:
+            raise ValueError("correlation must be in [0, 1)")
+        if self.dist == "uniform" and self.jitter > self.delay:
+            raise ValueError("uniform jitter must not exceed delay (delays would go negative)")
+        if self.dist == "lognormal" and self.delay == 0:
+            raise ValueError("lognormal needs delay > 0")
+        if self.dist == "pareto" and self.alpha <= 1:
+            raise ValueError("pareto needs alpha > 1 (finite mean)")
+
+    def frozen(self):
+        """The equivalent ``scipy.stats`` frozen distribution (for tests and the copula)."""
+        d, j = self.delay, self.jitter
+        if self.dist == "constant" or (j == 0 and self.dist in ("uniform", "normal", "lognormal")):
+            return stats.uniform(loc=d, scale=0.0)
+        if self.dist == "uniform":
+            return stats.uniform(loc=d - j, scale=2 * j)
+        if self.dist == "normal":
+            return stats.truncnorm(a=(0 - d) / j, b=np.inf, loc=d, scale=j)
+        if self.dist == "lognormal":
+            s2 = math.log1p((j / d) ** 2)
+            return stats.lognorm(s=math.sqrt(s2), scale=math.exp(math.log(d) - s2 / 2))
+        xm = self.delay * (self.alpha - 1) / self.alpha
+        return stats.pareto(b=self.alpha, scale=xm)
+
+    @property
+    def mean(self) -> float:
+        """The expected delay (what routing minimises)."""
+        if self.dist == "normal" and self.jitter > 0:
+            return float(self.frozen().mean())
+        return self.delay
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` independent draws (no correlation)."""
+        d, j = self.delay, self.jitter
+        if self.dist == "constant" or j == 0 and self.dist != "pareto":
+            return np.full(n, d)
+        if self.dist == "uniform":
+            return rng.uniform(d - j, d + j, n)
+        if self.dist == "normal":
+            out = rng.normal(d, j, n)
+            bad = out < 0
+            while bad.any():  # truncation by rejection keeps the exact truncated law
+                out[bad] = rng.normal(d, j, int(bad.sum()))
+                bad = out < 0
+            return out
+        if self.dist == "lognormal":
+            s2 = math.log1p((j / d) ** 2)
+            return rng.lognormal(math.log(d) - s2 / 2, math.sqrt(s2), n)
+        xm = d * (self.alpha - 1) / self.alpha
+        return xm * (1.0 + rng.pareto(self.alpha, n))
+
+
+class DelaySampler:
+    """Hands out delays one at a time from pre-drawn blocks."""
+
+    __slots__ = ("dist", "rng", "block", "_buf", "_z")
+
+    def __init__(self, dist: DelayDist, rng: np.random.Generator, block: int = 1024):
+        self.dist = dist
+        self.rng = rng
+        self.block = block
+        self._buf: list[float] = []
+        self._z = 0.0  # last latent normal, for correlated draws
+
+    def _refill(self) -> None:
+        dist, n = self.dist, self.block
+        rho = dist.correlation
+        if rho == 0 or dist.dist == "constant":
+            draws = dist.sample(self.rng, n)
+        else:
+            # AR(1) latent process z_i = rho z_{i-1} + sqrt(1 - rho^2) eps_i: N(0, 1) marginals
+            eps = self.rng.standard_normal(n)
+            z, _ = lfilter([math.sqrt(1 - rho * rho)], [1.0, -rho], eps, zi=[rho * self._z])
+            self._z = float(z[-1])
+            draws = dist.frozen().ppf(stats.norm.cdf(z))
+        self._buf = draws[::-1].tolist()
+
+    def next(self) -> float:
+        buf = self._buf
+        if not buf:
+            self._refill()
+            buf = self._buf
+        return buf.pop()

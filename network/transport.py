@@ -1,0 +1,212 @@
+"""The network: carries messages hop by hop over a topology of links."""
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import replace
+
+import networkx as nx
+
+from desim.message import Message
+from network.faults import Fault
+from network.jitter import JitterBuffer
+from network.link import Link, LinkSpec
+from network.topology import check
+
+
+class Network:
+    """Attaches to a :class:`desim.Simulation` and carries every message it sends.
+
+    A message's copies each end in exactly one way: delivered, or dropped with
+    a reason (``partition``, ``loss``, ``queue_full``, ``late``, ``duplicate``);
+    until then they are in flight. :meth:`conservation` checks
+    ``sent + duplicated == delivered + dropped + in_flight``.
+    """
+
+    def __init__(self, sim, graph: nx.Graph, default_link: LinkSpec | None = None,
+                 jitter_buffer: bool = False, retry_interval: float = 0.5, retry_budget: int = 10,
+                 record_delays: bool = False, jitter_alpha: float = 15 / 16):
+        check(graph)
+        self.sim, self.env, self.graph = sim, sim.env, graph
+        self.recorder = sim.recorder
+        default_link = default_link or LinkSpec()
+        self.links: dict[tuple[str, str], Link] = {}
+        for u, v, data in sorted(graph.edges(data=True)):
+            spec = data.get("link") or default_link
+            for a, b in ((u, v), (v, u)):
+                self.links[a, b] = Link(a, b, spec, sim.rng.stream(f"link:{a}->{b}"), record_delays)
+        self.retry_interval, self.retry_budget = retry_interval, retry_budget
+        self.jitter_enabled, self.jitter_alpha = jitter_buffer, jitter_alpha
+        self.jitter: dict[tuple[str, str], JitterBuffer] = {}
+        self.cut: set[frozenset] = set()
+        self.active: dict[int, tuple[Fault, set]] = {}
+        self.fault_log: list[tuple[float, str, str, str]] = []
+        self._next_hop: dict[str, dict[str, str]] = {}
+        self._live: dict[int, Message] = {}
+        self._ids = itertools.count()
+        self.sent = self.delivered = self.duplicated = self.retries = 0
+        self.dropped: Counter[str] = Counter()
+        sim.network = self
+
+    # -- a message's life -------------------------------------------------
+    def send(self, msg: Message) -> None:
+        if msg.dst not in self.sim.agents:
+            raise ValueError(f"unknown destination {msg.dst!r}")
+        self.sent += 1
+        token = next(self._ids)
+        self._live[token] = msg
+        self.recorder.record(self.env.now, "send", msg.src, msg.dst, msg.kind, msg.seq)
+        self.env.process(self._carry(msg, token, msg.src, 0.0))
+
+    def _carry(self, msg: Message, token: int, node: str, head_start: float):
+        """Hop by hop from ``node`` to ``msg.dst``: route, queue, serialise, propagate."""
+        env = self.env
+        if head_start:
+            yield env.timeout(head_start)
+        retries = 0
+        while node != msg.dst:
+            nxt = self.next_hop(node, msg.dst)
+            if nxt is None:  # no path: the network is split
+                if msg.reliable and retries < self.retry_budget:
+                    retries += 1
+                    self.retries += 1
+                    yield env.timeout(self.retry_interval)
+                    continue
+                return self._drop(msg, token, "partition")
+            link = self.links[node, nxt]
+            delay = link.transmit(env.now, msg.size)
+            if delay is None:
+                return self._drop(msg, token, "queue_full")
+            if link.loss.lost():
+                return self._drop(msg, token, "loss")
+            if link.duplicated():
+                self._spawn_copy(msg, nxt, delay)
+            if link.corrupted() and not msg.corrupted:
+                msg = replace(msg, corrupted=True)
+            yield env.timeout(delay)
+            if frozenset((node, nxt)) in self.cut:  # cut while on the wire
+                if msg.reliable and retries < self.retry_budget:
+                    retries += 1
+                    self.retries += 1
+                    continue
+                return self._drop(msg, token, "partition")
+            node = nxt
+        self._arrive(msg, token)
+
+    def _spawn_copy(self, msg: Message, at: str, after: float) -> None:
+        self.duplicated += 1
+        token = next(self._ids)
+        self._live[token] = msg
+        self.recorder.record(self.env.now, "dup", msg.src, msg.dst, msg.seq)
+        self.env.process(self._carry(msg, token, at, after))
+
+    def _arrive(self, msg: Message, token: int) -> None:
+        if not self.jitter_enabled:
+            return self._deliver(msg, token)
+        key = (msg.src, msg.dst)
+        jb = self.jitter.get(key)
+        if jb is None:
+            jb = self.jitter[key] = JitterBuffer(self.env, self._deliver, self._drop, alpha=self.jitter_alpha)
+        jb.arrive(msg, token)
+
+    def _deliver(self, msg: Message, token: int) -> None:
+        del self._live[token]
+        self.delivered += 1
+        self.recorder.record(self.env.now, "deliver", msg.src, msg.dst, msg.seq)
+        self.sim.agents[msg.dst].deliver(msg)
+
+    def _drop(self, msg: Message, token: int, reason: str) -> None:
+        del self._live[token]
+        self.dropped[reason] += 1
+        self.recorder.record(self.env.now, "drop", msg.src, msg.dst, msg.seq, reason)
+
+    # -- routing ----------------------------------------------------------
+    def next_hop(self, node: str, dst: str) -> str | None:
+        """Next node on the lowest-expected-latency path over uncut links."""
+        table = self._next_hop.get(dst)
+        if table is None:
+            table = self._next_hop[dst] = self._routes_to(dst)
+        return table.get(node)
+
+    def _routes_to(self, dst: str) -> dict[str, str]:
+        cut = self.cut
+        view = nx.subgraph_view(self.graph, filter_edge=lambda u, v: frozenset((u, v)) not in cut)
+        links = self.links
+
+        def weight(u, v, _d):
+            return links[u, v].expected_latency + 1e-9  # tiny hop cost breaks ties toward fewer hops
+
+        paths = nx.single_source_dijkstra_path(view, dst, weight=weight)
+        return {node: path[-2] for node, path in paths.items() if len(path) > 1}
+
+    def path(self, src: str, dst: str) -> list[str] | None:
+        out, node = [src], src
+        while node != dst:
+            node = self.next_hop(node, dst)
+            if node is None:
+                return None
+            out.append(node)
+        return out
+
+    # -- faults -----------------------------------------------------------
+    def set_fault(self, fid: int, fault: Fault, cuts: set) -> None:
+        self.active[fid] = (fault, cuts)
+        self.fault_log.append((self.env.now, "start", fault.kind, _describe(fault)))
+        self._apply()
+
+    def clear_fault(self, fid: int) -> None:
+        entry = self.active.pop(fid, None)
+        if entry is not None:
+            self.fault_log.append((self.env.now, "end", entry[0].kind, _describe(entry[0])))
+            self._apply()
+
+    def heal_all(self) -> None:
+        for fid in list(self.active):
+            self.clear_fault(fid)
+        self.fault_log.append((self.env.now, "heal", "heal", ""))
+
+    def _apply(self) -> None:
+        self.cut = set().union(*(c for _f, c in self.active.values())) if self.active else set()
+        for link in self.links.values():
+            link.extra_delay, link.delay_scale, link.bw_scale = 0.0, 1.0, 1.0
+        for fault, _c in self.active.values():
+            if fault.kind not in ("latency_spike", "slow_link"):
+                continue
+            targets = [self.links[a, b] for u, v in fault.links for a, b in ((u, v), (v, u))] if fault.links else self.links.values()
+            for link in targets:
+                if fault.kind == "latency_spike":
+                    link.extra_delay += fault.extra_delay
+                    link.delay_scale *= fault.delay_scale
+                else:
+                    link.bw_scale *= fault.bandwidth_scale
+        self._next_hop.clear()
+        self.recorder.record(self.env.now, "topology", len(self.cut), len(self.active))
+
+    # -- accounting -------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return len(self._live)
+
+    def conservation(self) -> dict:
+        """The message balance; ``ok`` is False if any copy is unaccounted for."""
+        dropped = sum(self.dropped.values())
+        return {"sent": self.sent, "duplicated": self.duplicated, "delivered": self.delivered,
+                "dropped": dict(sorted(self.dropped.items())), "in_flight": self.in_flight,
+                "ok": self.sent + self.duplicated == self.delivered + dropped + self.in_flight}
+
+    def jitter_stats(self) -> dict:
+        bufs = list(self.jitter.values())
+        released = sum(b.released for b in bufs)
+        return {"streams": len(bufs), "released": released, "late": sum(b.late for b in bufs),
+                "duplicates": sum(b.duplicates for b in bufs),
+                "mean_added_delay": sum(b.added_delay for b in bufs) / released if released else 0.0}
+
+
+def _describe(f: Fault) -> str:
+    if f.nodes:
+        return ",".join(f.nodes)
+    if f.groups:
+        return " | ".join(",".join(g) for g in f.groups)
+    if f.links:
+        return ",".join(f"{u}-{v}" for u, v in f.links)
+    return "all"
