@@ -13,7 +13,7 @@ from typing import Any, Callable
 import networkx as nx
 
 from desim.scenario import Scenario, ScenarioError, TrafficCfg
-from desim.sim import Simulation
+
 
 
 def build_graph(sc: Scenario, file: str = "<scenario>") -> nx.Graph:
@@ -65,7 +65,7 @@ def _select(g: nx.Graph, sel: str | list[str], field: str, file: str) -> list[st
 
 
 def _flow(g: nx.Graph, i: int, t: TrafficCfg, file: str):
-    from network.traffic import Flow
+    from network.flows import Flow
 
     senders = _select(g, t.src, f"traffic[{i}].from", file)
     dsts: dict[str, tuple[str, ...]] = {}
@@ -113,7 +113,7 @@ class RunResult:
     """What a run produced: headline figures (``summary``) and the live objects."""
 
     summary: dict[str, Any]
-    sim: Simulation
+    sim: Any  # desim.sim.Simulation
     network: Any
     model: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +123,7 @@ def run(sc: Scenario, seed: int | None = None, until: float | None = None, *, fi
         keep_trace: bool = False, record_delays: bool = False, run_id: str | None = None,
         progress: Callable[[float], None] | None = None, overrides: dict | None = None) -> RunResult:
     """Build and run a scenario; returns the summary the CLI prints with ``--json``."""
+    from desim.sim import Simulation
     from network import Network, schedule
     from network.traffic import Node
 

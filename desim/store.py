@@ -484,6 +484,9 @@ class Store:
         self._known_runs: set[str] = set()
         self._seq: dict[tuple[str, str], int] = {}
         self._lock = _path_lock(str(self.path))
+        self._mem: duckdb.DuckDBPyConnection | None = None  # in-memory DB for queries
+        self._mem_pid = 0
+        self._mem_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -501,20 +504,33 @@ class Store:
                     con = duckdb.connect(str(self.path), read_only=read_only)
                     break
                 except duckdb.Error as e:
-                    if not _is_lock_error(e):
+                    transient = _is_lock_error(e) or (
+                        "not a valid duckdb database" in str(e).lower()
+                        and time.monotonic() < deadline - self.lock_timeout + 2.0
+                    )
+                    if not transient:
                         raise
                     if time.monotonic() >= deadline:
                         raise StoreLockTimeout(
                             f"store {self.path} stayed locked for {self.lock_timeout:.0f}s "
                             f"(a process holds it open; is a dashboard keeping a connection?): {e}"
                         ) from e
-                    delay = min(0.25, 0.002 * (2 ** min(attempt, 10))) * (0.5 + random.random())
+                    delay = min(0.1, 0.002 * (2 ** min(attempt, 10))) * (0.5 + random.random())
                     time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                     attempt += 1
             try:
                 yield con
             finally:
                 con.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A fresh connection to this Store's private in-memory DuckDB (cheap;
+        temp views and registrations stay local to it). Close it after use."""
+        with self._mem_lock:
+            if self._mem is None or self._mem_pid != os.getpid():
+                self._mem = duckdb.connect(":memory:")
+                self._mem_pid = os.getpid()
+            return self._mem.cursor()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -533,6 +549,8 @@ class Store:
         if self._initialized:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create_catalog_file()
         with self._connect(read_only=False) as con:
             cols = ", ".join(f"{n} {t}" for n, t in _RUN_COLUMNS)
             con.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
@@ -555,6 +573,27 @@ class Store:
                     sql = self._parquet_select(files_glob=self._glob(name)) if files else _empty_view_sql(name)
                     con.execute(f"CREATE OR REPLACE VIEW {_qi(name)} AS {sql}")
         self._initialized = True
+
+    def _create_catalog_file(self) -> None:
+        """Create an empty DuckDB file under a temp name, then hard-link it into
+        place (no clobber), so no process ever opens a half-created catalog."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            con = duckdb.connect(str(tmp))
+            con.execute("CREATE TABLE IF NOT EXISTS _meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            con.execute("CHECKPOINT")
+            con.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process won the race
+            except OSError:  # no hard links here: rename (a racing creator may replace ours; both empty)
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        finally:
+            for f in (tmp, tmp.with_name(tmp.name + ".wal")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f)
 
     # ------------------------------------------------------------------ parts
 
@@ -701,7 +740,8 @@ class Store:
                     tb: str | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
-        run_id = self.resolve(run_id)
+        if run_id not in self._known_runs:
+            run_id = self.resolve(run_id)
         tables = _dumps(self._table_counts(run_id)) if status in TERMINAL else None
         finished = _utcnow() if status in TERMINAL else None
         with self._write() as con:
@@ -733,7 +773,8 @@ class Store:
 
     def update_summary(self, run_id: str, summary: Mapping[str, Any]) -> None:
         """Merge headline figures into a run's summary (e.g. live, mid-run)."""
-        run_id = self.resolve(run_id)
+        if run_id not in self._known_runs:
+            run_id = self.resolve(run_id)
         with self._write() as con:
             row = con.execute("SELECT summary FROM runs WHERE run_id = ?", [run_id]).fetchone()
             if row is None:
@@ -832,7 +873,7 @@ class Store:
         sql += " ORDER BY started_at DESC, run_id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        con = duckdb.connect()
+        con = self._cursor()
         try:
             runs = self._runs_arrow()
             con.register("runs", runs)
@@ -873,7 +914,7 @@ class Store:
     def _reader(self, run_ids: Sequence[str] | None = None,
                 tables: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
         """In-memory connection with ``runs`` (a copy) and one view per run table."""
-        con = duckdb.connect()
+        con = self._cursor()
         try:
             con.register("runs", self._runs_arrow())
             for name in (tables if tables is not None else self.table_names()):
@@ -887,7 +928,7 @@ class Store:
                     sql = self._parquet_select(files_glob=self._glob(name)) + " LIMIT 0"
                 else:
                     continue
-                con.execute(f"CREATE VIEW {_qi(name)} AS {sql}")
+                con.execute(f"CREATE TEMP VIEW {_qi(name)} AS {sql}")
         except BaseException:
             con.close()
             raise
@@ -911,9 +952,15 @@ class Store:
             con.close()
         return tbl.to_pylist() if as_dicts else tbl
 
+    def _mentioned(self, sql: str) -> list[str]:
+        """Run tables named in ``sql`` (binding a view reads every part footer, so
+        only the tables a query may use get one)."""
+        words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql)}
+        return [n for n in self.table_names() if n.lower() in words]
+
     def query_arrow(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run SQL over ``runs`` and every run table (by name); return a pyarrow Table."""
-        con = self._reader()
+        con = self._reader(tables=self._mentioned(sql))
         try:
             return con.sql(sql, params=params).to_arrow_table() if params else con.sql(sql).to_arrow_table()
         finally:
@@ -921,7 +968,7 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Like :meth:`query_arrow`, returning a list of dicts."""
-        con = self._reader()
+        con = self._reader(tables=self._mentioned(sql))
         try:
             rel = con.execute(sql, params) if params else con.execute(sql)
             if rel.description is None:
@@ -947,7 +994,7 @@ class Store:
             files = self._part_files(name, [run_id])
             if not files:
                 continue
-            con = duckdb.connect()
+            con = self._cursor()
             try:
                 tbl = con.sql(self._parquet_select(files=files)).to_arrow_table()
             finally:

@@ -14,8 +14,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from scipy.signal import lfilter
 
 DISTRIBUTIONS = ("constant", "uniform", "normal", "lognormal", "pareto")
 
@@ -53,6 +51,8 @@ class DelayDist:
 
     def frozen(self):
         """The equivalent ``scipy.stats`` frozen distribution (for tests and the copula)."""
+        from scipy import stats  # lazy: scipy is slow to import and only needed here
+
         d, j = self.delay, self.jitter
         if self.dist == "constant" or (j == 0 and self.dist in ("uniform", "normal", "lognormal")):
             return stats.uniform(loc=d, scale=0.0)
@@ -112,11 +112,14 @@ class DelaySampler:
         if rho == 0 or dist.dist == "constant":
             draws = dist.sample(self.rng, n)
         else:
+            from scipy.signal import lfilter
+            from scipy.stats import norm
+
             # AR(1) latent process z_i = rho z_{i-1} + sqrt(1 - rho^2) eps_i: N(0, 1) marginals
             eps = self.rng.standard_normal(n)
             z, _ = lfilter([math.sqrt(1 - rho * rho)], [1.0, -rho], eps, zi=[rho * self._z])
             self._z = float(z[-1])
-            draws = dist.frozen().ppf(stats.norm.cdf(z))
+            draws = dist.frozen().ppf(norm.cdf(z))
         self._buf = draws[::-1].tolist()
 
     def next(self) -> float:

@@ -20,7 +20,8 @@ class Fault:
     """One scheduled fault.
 
     - isolate: cut every link of ``nodes``
-    - split: cut every link between different ``groups`` (unlisted nodes join the first group)
+    - split: cut every link between nodes of different ``groups``; nodes in no
+      group keep all their links (list every node for a full Jepsen split)
     - bridge: a split where the ``bridge`` node keeps its links to every group
     - flap: ``links`` go down and up every ``period`` seconds for ``duration``
     - latency_spike: ``links`` (all if empty) get ``extra_delay`` seconds and ``delay_scale``
@@ -71,12 +72,9 @@ class Fault:
         if self.kind == "isolate":
             return {frozenset(e) for n in self.nodes for e in graph.edges(n)}
         if self.kind in ("split", "bridge"):
-            group_of = {n: 0 for n in graph.nodes}
-            for i, grp in enumerate(self.groups):
-                for n in grp:
-                    group_of[n] = i
+            group_of = {n: i for i, grp in enumerate(self.groups) for n in grp}
             return {frozenset((u, v)) for u, v in graph.edges
-                    if group_of[u] != group_of[v] and self.bridge not in (u, v)}
+                    if u in group_of and v in group_of and group_of[u] != group_of[v] and self.bridge not in (u, v)}
         return set()
 
 

@@ -4,23 +4,8 @@ Used by network scenarios (no warehouse) and by tests and benchmarks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from desim.agent import Agent
-
-
-@dataclass(frozen=True)
-class Flow:
-    """Each sender emits Poisson(rate) messages of exponential(size) bytes to a
-    destination drawn uniformly from ``dsts`` (a dict sender -> candidates)."""
-
-    senders: tuple[str, ...]
-    dsts: dict[str, tuple[str, ...]]
-    rate: float
-    size: int
-    kind: str = "status"
-    reliable: bool = False
-    reply: bool = False
+from network.flows import Flow
 
 
 class Node(Agent):
