@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--no-strip", action="store_true", help="skip the rware no-obs column")
     args = ap.parse_args()
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     table = Table(title=f"warehouse env-steps/s ({args.steps} steps, uniform random actions)")
     table.add_column("layout")
     table.add_column("grid", justify="right")

@@ -149,6 +149,90 @@ def run(
         _print_summary(summary)
 
 
+runs_app = typer.Typer(no_args_is_help=True, help="List, show and export recorded runs.")
+app.add_typer(runs_app, name="runs")
+
+
+def _store(path: Optional[Path]):
+    from desim.store import DEFAULT_STORE, Store
+
+    p = path or DEFAULT_STORE
+    if not Path(p).exists():
+        fail(f"no store at {p} (run `desim run SCENARIO` first, or pass --store)")
+    return Store(p)
+
+
+@runs_app.command("list")
+def runs_list(
+    store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
+    kind: Optional[str] = typer.Option(None, help="run, train or sweep"),
+    limit: int = typer.Option(20, min=1, help="newest N runs"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The newest runs in the store."""
+    rows = _store(store).list_runs(kind=kind, limit=limit)
+    if json_out:
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+        return
+    if not rows:
+        console.print("no runs yet: run `desim run SCENARIO`")
+        return
+    t = Table(title=f"runs ({len(rows)} newest)")
+    for col in ("run_id", "kind", "scenario", "seed", "brain", "status", "started", "headline"):
+        t.add_column(col)
+    for r in rows:
+        s = r.get("summary") or {}
+        headline = (f"{s['deliveries']} deliveries" if "deliveries" in s else
+                    f"{s['messages']['delivered']}/{s['messages']['sent']} msgs" if "messages" in s else "")
+        t.add_row(r["run_id"], r["kind"], str(r.get("scenario") or ""), str(r.get("seed")), str(r.get("brain") or ""),
+                  r["status"], str(r.get("started_at"))[:19], headline)
+    console.print(t)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., help="run id, or a unique prefix or suffix of one"),
+    store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """One run: its status, configuration, headline figures and tables."""
+    try:
+        r = _store(store).get_run(run_id)
+    except KeyError as e:
+        fail(str(e.args[0] if e.args else e))
+    if json_out:
+        sys.stdout.write(json.dumps(r, default=str) + "\n")
+        return
+    t = Table(title=f"run {r['run_id']}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for key in ("kind", "scenario", "seed", "brain", "status", "code_version", "started_at", "finished_at", "reason"):
+        if r.get(key) is not None:
+            t.add_row(key, str(r[key]))
+    for key, value in (r.get("summary") or {}).items():
+        if key not in ("faults", "run_id"):
+            t.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+    for name, info in (r.get("tables") or {}).items():
+        t.add_row(f"table {name}", json.dumps(info, default=str))
+    console.print(t)
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: str = typer.Argument(..., help="run id (or unique prefix)"),
+    out: Path = typer.Option(Path("export"), help="output folder for the Parquet files"),
+    store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
+) -> None:
+    """Export a run and its tables as Parquet files."""
+    st = _store(store)
+    try:
+        paths = st.export_parquet(st.resolve(run_id), out)
+    except KeyError as e:
+        fail(str(e.args[0] if e.args else e))
+    for p in paths:
+        console.print(str(p), markup=False)
+
+
 def main() -> None:
     """Console entry point: usage errors become one line and exit 2."""
     try:

@@ -41,7 +41,9 @@ sweeps write, across processes):
   stays in ``stored_status``. A run is ``complete`` only after ``finish_run``,
   which follows every ``append`` of the writer.
 
-Timestamps are naive UTC. ``summary``, ``config`` and ``tables`` are JSON
+Known tables have fixed column types (``KNOWN_TABLES``; appends are cast to
+them, ``events.detail`` dicts become JSON text, extra columns are kept); other
+tables take whatever columns they are given. Timestamps are naive UTC. ``summary``, ``config`` and ``tables`` are JSON
 text (decoded to dicts by this API). NaN and inf become ``null``.
 """
 
@@ -481,7 +483,8 @@ class Store:
         self.lock_timeout = float(lock_timeout)
         self._initialized = False
         self._views: dict[str, set[tuple[str, str]]] = {}  # catalog views known current
-        self._known_runs: set[str] = set()
+        self._known_runs: set[str] = set()  # exist (skip id resolution)
+        self._open_runs: set[str] = set()  # known to be 'running' (appends allowed)
         self._seq: dict[tuple[str, str], int] = {}
         self._lock = _path_lock(str(self.path))
         self._mem: duckdb.DuckDBPyConnection | None = None  # in-memory DB for queries
@@ -646,9 +649,15 @@ class Store:
         """
         _check_run_id(run_id)
         _check_table_name(table)
-        if run_id not in self._known_runs:
-            self.get_run(run_id, _exact=True)  # KeyError for an unknown run
+        if run_id not in self._open_runs:
+            stored = self.get_run(run_id, _exact=True)["stored_status"]  # KeyError if unknown
+            if stored != "running":
+                raise ValueError(
+                    f"run {run_id} is {stored!r}: appending would change a finished run "
+                    f"(mark it 'running' first to add to it)"
+                )
             self._known_runs.add(run_id)
+            self._open_runs.add(run_id)
         tbl = _rows_to_table(rows)
         if tbl.num_rows == 0:
             return None
@@ -722,6 +731,7 @@ class Store:
                     raise ValueError(f"run_id {run_id!r} already exists") from None
                 continue
             self._known_runs.add(rid)
+            self._open_runs.add(rid)
             return rid
         raise RuntimeError("could not allocate a unique run_id")
 
@@ -758,6 +768,10 @@ class Store:
                 " WHERE run_id = ?",
                 [status, reason, tb, finished, _dumps(merged), tables, run_id],
             )
+        if status == "running":
+            self._open_runs.add(run_id)
+        else:
+            self._open_runs.discard(run_id)
 
     def finish_run(self, run_id: str, status: str = "complete", summary: Mapping[str, Any] | None = None,
                    *, reason: str | None = None) -> None:
@@ -798,18 +812,25 @@ class Store:
             yield handle
         except (KeyboardInterrupt, SystemExit, GeneratorExit) as e:
             if not handle.finished:
-                self._set_status(handle.run_id, "interrupted", f"{type(e).__name__}: {e}".rstrip(": "),
-                                 handle.summary or None)
+                self._record_end(handle, e, "interrupted", f"{type(e).__name__}: {e}".rstrip(": "), None)
             raise
         except BaseException as e:
             if not handle.finished:
                 tb = "".join(traceback.format_exception(e))[-20000:]
-                self._set_status(handle.run_id, "failed", f"{type(e).__name__}: {e}",
-                                 handle.summary or None, tb=tb)
+                self._record_end(handle, e, "failed", f"{type(e).__name__}: {e}", tb)
             raise
         else:
             if not handle.finished:
                 handle.finish("complete")
+
+    def _record_end(self, handle: RunHandle, exc: BaseException, status: str, reason: str,
+                    tb: str | None) -> None:
+        """Store the end of a run that raised; never hide the original exception."""
+        try:
+            self._set_status(handle.run_id, status, reason, handle.summary or None, tb=tb)
+            handle.finished = True
+        except Exception as e2:  # e.g. StoreLockTimeout: the run will show as 'crashed'
+            exc.add_note(f"desim.store: could not mark run {handle.run_id} {status!r}: {e2!r}")
 
     # ------------------------------------------------------------------ runs: reading
 
