@@ -173,6 +173,10 @@ class Floor:
         self._loaded_ext = np.zeros(n + 1, dtype=bool)  # [n] = "no robot" sentinel
         self._scratch = np.zeros(nc, dtype=np.int64)
         self._blocked = np.zeros(nc, dtype=np.int64)
+        self._collisions = np.zeros(nc, dtype=np.int64)
+        # Event tempo: orders decide what replaces a delivered request
+        # (``request_source(shelf, robot) -> new shelf or -1`` for an empty slot).
+        self.request_source = None
         self._tie_events = 0  # components resolved by the networkx tie-break emulation
         self._ready = False
 
@@ -199,7 +203,7 @@ class Floor:
         self._shelf_grid[:] = 0
         self._shelf_grid[self._shelf_cell] = np.arange(1, self.n_shelves + 1)
         self._in_queue[:] = False
-        self._in_queue[self._queue] = True
+        self._in_queue[self._queue[self._queue >= 0]] = True
 
     def reset(self, clear_stats: bool = True) -> None:
         """rware's ``reset``: shelves home, robots on distinct random cells with
@@ -216,6 +220,7 @@ class Floor:
         self._rebuild_grids()
         if clear_stats:
             self._blocked[:] = 0
+            self._collisions[:] = 0
         self._ready = True
 
     def state_dict(self) -> dict[str, Any]:
@@ -273,8 +278,9 @@ class Floor:
             raise ValueError("carrying must hold distinct shelf ids (or -1)")
         if (scells[c] != cells[carry >= 0]).any():
             raise ValueError("a carried shelf is not at its carrier's cell")
-        if ((queue < 0) | (queue >= S)).any() or np.unique(queue).size != queue.size:
-            raise ValueError("request_queue must hold distinct shelf ids")
+        q = queue[queue >= 0]
+        if (queue < -1).any() or (q >= S).any() or np.unique(q).size != q.size:
+            raise ValueError("request_queue must hold distinct shelf ids (or -1 for an empty slot)")
         self._alloc()
         self._cell[:], self._dir[:], self._carry[:] = cells, dirs, carry
         self._has_delivered[:] = hd
@@ -321,6 +327,27 @@ class Floor:
         return self._steps
 
     @property
+    def collisions(self) -> np.ndarray:
+        """``(height, width)`` counts, at the robot's cell, of ``FORWARD`` moves
+        into a free-of-walls cell that another robot kept it from (a view)."""
+        return self._collisions.reshape(self.height, self.width)
+
+    # ----------------------------------------------------- request slots (orders)
+    def set_request(self, slot: int, shelf: int) -> None:
+        """Put ``shelf`` (or -1: nothing) into request slot ``slot``."""
+        old = int(self._queue[slot])
+        if shelf >= 0 and self._in_queue[shelf] and old != shelf:
+            raise ValueError(f"shelf {shelf} is already requested")
+        if old >= 0:
+            self._in_queue[old] = False
+        self._queue[slot] = shelf
+        if shelf >= 0:
+            self._in_queue[shelf] = True
+
+    def free_slots(self) -> np.ndarray:
+        return np.flatnonzero(self._queue < 0)
+
+    @property
     def blocked_moves(self) -> np.ndarray:
         """``(height, width)`` counts of blocked ``FORWARD`` actions (a view)."""
         return self._blocked.reshape(self.height, self.width)
@@ -333,7 +360,7 @@ class Floor:
         H, W, nc, r = self.height, self.width, self.height * self.width, int(radius)
         layers = np.zeros((5, nc), dtype=np.float32)
         layers[0, self._shelf_cell] = 1.0
-        layers[1, self._shelf_cell[self._queue]] = 1.0
+        layers[1, self._shelf_cell[self._queue[self._queue >= 0]]] = 1.0
         layers[2, self._cell] = 1.0
         layers[3, self._goal_cells] = 1.0
         layers[4] = 1.0
@@ -378,6 +405,9 @@ class Floor:
             lx[:n] = loaded
             moving &= ~(loaded & (self._shelf_grid[tcell] > 0) & ~lx[occ])
             move = self._resolve(moving, tcell, occ) if moving.any() else moving
+            collided = moving & ~move  # wanted and allowed to move, kept by other robots
+            if collided.any():
+                np.add.at(self._collisions, cell[collided], 1)
         else:
             move = moving
         blocked = fwd & ~move
@@ -445,15 +475,21 @@ class Floor:
             s = int(self._shelf_grid[g]) - 1
             if s < 0 or not inq[s]:
                 continue
-            new = int(self.rng.choice(np.flatnonzero(~inq)))
-            q = int(np.flatnonzero(self._queue == s)[0])
-            self._queue[q] = new
-            inq[s] = False
-            inq[new] = True
-            delivered += 1
             ag = int(self._agent_grid[g])
             if ag == n:  # no robot on the goal: rware indexes agents[-1]
                 ag = n - 1
+            q = int(np.flatnonzero(self._queue == s)[0])
+            if self.request_source is None:  # rware: drawn among shelves not requested, s included as requested
+                new = int(self.rng.choice(np.flatnonzero(~inq)))
+                inq[s] = False
+            else:
+                inq[s] = False
+                self._queue[q] = -1
+                new = int(self.request_source(s, ag))
+            self._queue[q] = new
+            if new >= 0:
+                inq[new] = True
+            delivered += 1
             if self.reward_type == "global":
                 rewards += 1.0
             elif self.reward_type == "individual":

@@ -1,0 +1,160 @@
+"""Heuristic brains for warehouse robots: random, greedy, epsilon-greedy.
+
+Each brain maps a batch of :class:`models.warehouse.observe.RobotObs` to a
+batch of actions (rware codes: 0 NOOP, 1 FORWARD, 2 LEFT, 3 RIGHT,
+4 TOGGLE_LOAD). Brains decide from what the observation says, which in the
+event tempo may be stale.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from models.warehouse.navigation import UNREACHABLE, Navigator
+
+NOOP, FORWARD, LEFT, RIGHT, TOGGLE = 0, 1, 2, 3, 4
+
+
+class RandomBrain:
+    """Uniformly random actions: the floor's lower bound."""
+
+    policy_version = 0
+    name = "random"
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def act(self, observations: Sequence) -> list[int]:
+        return self.rng.integers(0, 5, size=len(observations)).tolist()
+
+
+class GreedyBrain:
+    """Shortest path to the task, with a one-step reservation table.
+
+    - Unloaded with a task: drive to the task shelf (under shelves allowed), lift it.
+    - Loaded with a requested shelf: drive along highways to the nearest goal.
+    - Loaded with a shelf no longer requested: take it home (or to the nearest
+      free shelf cell) and put it down.
+    Within one batch, robots claim the cell they drive into; a robot does not
+    drive into a claimed cell, nor into a cell whose robot is not leaving it.
+    A robot blocked ``patience`` times in a row makes a random move, which
+    breaks head-on standoffs in one-lane aisles.
+    """
+
+    policy_version = 0
+    name = "greedy"
+
+    def __init__(self, rng: np.random.Generator, patience: int = 3):
+        self.rng = rng
+        self.patience = patience
+        self._nav: Navigator | None = None
+        self._blocked: dict[int, int] = {}
+
+    def _navigator(self, static) -> Navigator:
+        if self._nav is None or self._nav.static is not static:
+            self._nav = Navigator(static)
+        return self._nav
+
+    def act(self, observations: Sequence) -> list[int]:
+        claimed: set[int] = set()
+        leaving: set[int] = set()
+        return [self._decide(ob, claimed, leaving) for ob in observations]
+
+    # -- one robot ----------------------------------------------------------
+    def _plan(self, ob) -> tuple[np.ndarray | None, int]:
+        """(distance map to the robot's target or None, action to take on arrival)."""
+        v, i = ob.view, ob.agent
+        st = v.static
+        nav = self._navigator(st)
+        c, carrying = int(v.cell[i]), int(v.carry[i])
+        requested = v.queue[v.queue >= 0]
+        if carrying >= 0:
+            if np.any(requested == carrying):
+                maps = [nav.distance_map(int(g), True) for g in st.goal_cells]
+                return (np.minimum.reduce(maps) if len(maps) > 1 else maps[0]), NOOP
+            home = int(st.shelf_home[carrying])
+            if home != c and np.any(v.shelf_cell == home):  # someone parked there: any free shelf cell
+                free = np.setdiff1d(st.shelf_home, v.shelf_cell)
+                if free.size == 0:
+                    return None, NOOP
+                here = nav.distance_map(home, True)  # rough: nearest free cell to home by grid distance
+                hx, hy = home % st.width, home // st.width
+                home = int(free[np.argmin(np.abs(free % st.width - hx) + np.abs(free // st.width - hy))])
+                del here
+            if home == c:
+                return None, TOGGLE
+            return nav.distance_map(home, True), TOGGLE
+        task = ob.task
+        if task < 0 or not np.any(requested == task):
+            return None, NOOP
+        target = int(v.shelf_cell[task])
+        if any(int(v.cell[j]) == target and int(v.carry[j]) == task for j in range(v.n_robots) if j != i):
+            return None, NOOP  # someone else has it (a stale assignment)
+        if target == c:
+            return None, TOGGLE
+        return nav.distance_map(target, False), TOGGLE
+
+    def _decide(self, ob, claimed: set, leaving: set) -> int:
+        v, i = ob.view, ob.agent
+        st = v.static
+        c, d = int(v.cell[i]), int(v.dir[i])
+        dmap, on_arrival = self._plan(ob)
+        if dmap is None:
+            if on_arrival == NOOP and c in st.goal_cells and v.carry[i] < 0:
+                dmap = None  # idle on a goal: step off so deliveries can get in
+                return self._move_if_free(ob, claimed, leaving, FORWARD)
+            return on_arrival
+        if dmap[c, d] == 0:
+            return on_arrival
+        ahead = int(st.nbr[c, d])
+        options = [
+            (dmap[ahead, d] if ahead != c else UNREACHABLE, 0, FORWARD),
+            (dmap[c, st.turn[LEFT, d]], 1, LEFT),
+            (dmap[c, st.turn[RIGHT, d]], 1, RIGHT),
+        ]
+        best = min(options)
+        if best[0] >= UNREACHABLE:
+            return NOOP
+        action = best[2]
+        if action == FORWARD:
+            return self._move_if_free(ob, claimed, leaving, FORWARD)
+        self._blocked[i] = 0
+        return action
+
+    def _move_if_free(self, ob, claimed: set, leaving: set, action: int) -> int:
+        v, i = ob.view, ob.agent
+        st = v.static
+        c, d = int(v.cell[i]), int(v.dir[i])
+        ahead = int(st.nbr[c, d])
+        occupant = int(v.agent_grid[ahead])
+        free = ahead != c and ahead not in claimed and (occupant == v.n_robots or ahead in leaving)
+        if v.carry[i] >= 0 and not st.highway[ahead] and np.any(v.shelf_cell == ahead):
+            free = False  # a loaded robot cannot pass under a parked shelf
+        if free:
+            self._blocked[i] = 0
+            claimed.add(ahead)
+            leaving.add(c)
+            return FORWARD
+        n = self._blocked.get(i, 0) + 1
+        self._blocked[i] = n
+        if n >= self.patience:
+            self._blocked[i] = 0
+            return int(self.rng.choice([LEFT, RIGHT]))
+        return NOOP
+
+
+class EpsilonGreedyBrain(GreedyBrain):
+    """Greedy, except that with probability ``epsilon`` a robot acts at random:
+    the strawman whose random moves cost more the more crowded the floor."""
+
+    name = "epsilon_greedy"
+
+    def __init__(self, rng: np.random.Generator, epsilon: float = 0.2, patience: int = 3):
+        super().__init__(rng, patience)
+        self.epsilon = epsilon
+
+    def _decide(self, ob, claimed: set, leaving: set) -> int:
+        if self.rng.random() < self.epsilon:
+            return int(self.rng.integers(0, 5))
+        return super()._decide(ob, claimed, leaving)
