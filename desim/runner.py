@@ -31,6 +31,13 @@ def build_graph(sc: Scenario, file: str = "<scenario>") -> nx.Graph:
             g = T.grid(t.rows, t.cols)
         elif t.kind == "mesh":
             g = T.mesh(t.nodes)
+        elif sc.warehouse is not None:  # the floor decides how many robots and zones the network has
+            from models.warehouse.scenario import parse_section
+
+            if t.kind != "warehouse":
+                raise ScenarioError(file, "topology.kind", "a scenario with a [warehouse] needs the 'warehouse' topology")
+            w = parse_section(sc, file)
+            g = T.warehouse(w.zones, 0, tuple(t.services), robots=w.robots)
         elif t.kind == "warehouse":
             g = T.warehouse(t.zones, t.robots_per_zone, tuple(t.services))
         elif t.kind == "graphml":
@@ -39,6 +46,8 @@ def build_graph(sc: Scenario, file: str = "<scenario>") -> nx.Graph:
             g = T.from_edgelist(t.path)
     except FileNotFoundError:
         raise ScenarioError(file, "topology.path", f"no such file {t.path!r}") from None
+    except ScenarioError:
+        raise
     except Exception as e:  # a user's graph file: any parse error is their input's fault
         raise ScenarioError(file, "topology", f"cannot build topology: {e}") from None
     try:
@@ -146,7 +155,7 @@ def run(sc: Scenario, seed: int | None = None, until: float | None = None, *, fi
     if sc.warehouse is not None:
         from models.warehouse.scenario import build_model
 
-        model = build_model(sim, net, sc, g, overrides or {})
+        model = build_model(sim, net, sc, g, overrides or {}, file)
     else:
         flows = [_flow(g, i, t, file) for i, t in enumerate(sc.traffic)]
         for n, d in sorted(g.nodes(data=True)):
@@ -174,4 +183,6 @@ def run(sc: Scenario, seed: int | None = None, until: float | None = None, *, fi
     }
     if model is not None:
         summary.update(model.summary())
+        if not summary["orders_conserved"]:
+            raise AssertionError(f"order conservation violated: {summary['orders']}")
     return RunResult(summary, sim, net, model)

@@ -47,19 +47,28 @@ def mesh(n: int) -> nx.Graph:
     return g
 
 
-def warehouse(zones: int = 3, robots_per_zone: int = 4, services: tuple[str, ...] = ("inventory", "orders", "procurement")) -> nx.Graph:
+def robot_name(i: int, zones: int) -> str:
+    """Name of robot ``i`` when robots are dealt to zones round-robin."""
+    return f"robot-{i % zones}-{i // zones}"
+
+
+def warehouse(zones: int = 3, robots_per_zone: int = 4, services: tuple[str, ...] = ("inventory", "orders", "procurement"),
+              robots: int | None = None) -> nx.Graph:
     """A warehouse network: a core switch; one controller per zone on the core;
-    each zone's robots on their controller (the wireless hop); services on the core."""
+    each zone's robots on their controller (the wireless hop); services on the core.
+    ``robots`` (a total, dealt round-robin to zones) overrides ``robots_per_zone``."""
     g = nx.Graph()
     g.add_node("core", role="switch")
     for z in range(zones):
         zc = f"zone-{z}"
         g.add_node(zc, role="controller", zone=z)
         g.add_edge("core", zc)
-        for k in range(robots_per_zone):
-            r = f"robot-{z}-{k}"
-            g.add_node(r, role="robot", zone=z)
-            g.add_edge(zc, r, kind="wireless")
+    total = zones * robots_per_zone if robots is None else robots
+    for i in range(total):
+        z = i % zones
+        r = robot_name(i, zones)
+        g.add_node(r, role="robot", zone=z, index=i)
+        g.add_edge(f"zone-{z}", r, kind="wireless")
     for s in services:
         g.add_node(s, role="service")
         g.add_edge("core", s)

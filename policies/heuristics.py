@@ -38,18 +38,21 @@ class GreedyBrain:
       free shelf cell) and put it down.
     Within one batch, robots claim the cell they drive into; a robot does not
     drive into a claimed cell, nor into a cell whose robot is not leaving it.
-    A robot blocked ``patience`` times in a row makes a random move, which
-    breaks head-on standoffs in one-lane aisles.
+    A robot blocked ``patience`` times in a row evades for ``evade_steps``
+    decisions: it drives into any free neighbouring cell (turning towards one
+    first), which breaks head-on standoffs and jams in one-lane aisles.
     """
 
     policy_version = 0
     name = "greedy"
 
-    def __init__(self, rng: np.random.Generator, patience: int = 3):
+    def __init__(self, rng: np.random.Generator, patience: int = 2, evade_steps: int = 4):
         self.rng = rng
         self.patience = patience
+        self.evade_steps = evade_steps
         self._nav: Navigator | None = None
         self._blocked: dict[int, int] = {}
+        self._evade: dict[int, int] = {}
 
     def _navigator(self, static) -> Navigator:
         if self._nav is None or self._nav.static is not static:
@@ -71,17 +74,14 @@ class GreedyBrain:
         requested = v.queue[v.queue >= 0]
         if carrying >= 0:
             if np.any(requested == carrying):
-                maps = [nav.distance_map(int(g), True) for g in st.goal_cells]
-                return (np.minimum.reduce(maps) if len(maps) > 1 else maps[0]), NOOP
+                return nav.nearest_goal_map(), NOOP
             home = int(st.shelf_home[carrying])
             if home != c and np.any(v.shelf_cell == home):  # someone parked there: any free shelf cell
                 free = np.setdiff1d(st.shelf_home, v.shelf_cell)
                 if free.size == 0:
                     return None, NOOP
-                here = nav.distance_map(home, True)  # rough: nearest free cell to home by grid distance
-                hx, hy = home % st.width, home // st.width
+                hx, hy = home % st.width, home // st.width  # the free shelf cell nearest home
                 home = int(free[np.argmin(np.abs(free % st.width - hx) + np.abs(free // st.width - hy))])
-                del here
             if home == c:
                 return None, TOGGLE
             return nav.distance_map(home, True), TOGGLE
@@ -89,7 +89,8 @@ class GreedyBrain:
         if task < 0 or not np.any(requested == task):
             return None, NOOP
         target = int(v.shelf_cell[task])
-        if any(int(v.cell[j]) == target and int(v.carry[j]) == task for j in range(v.n_robots) if j != i):
+        carrier = np.flatnonzero(v.carry == task)
+        if carrier.size and int(carrier[0]) != i:
             return None, NOOP  # someone else has it (a stale assignment)
         if target == c:
             return None, TOGGLE
@@ -101,15 +102,22 @@ class GreedyBrain:
         c, d = int(v.cell[i]), int(v.dir[i])
         dmap, on_arrival = self._plan(ob)
         if dmap is None:
-            if on_arrival == NOOP and c in st.goal_cells and v.carry[i] < 0:
-                dmap = None  # idle on a goal: step off so deliveries can get in
-                return self._move_if_free(ob, claimed, leaving, FORWARD)
-            return on_arrival
+            if on_arrival == NOOP and v.carry[i] < 0 and st.highway[c]:
+                # idle on a highway: park under a shelf, out of the loaded robots' way
+                dmap = self._navigator(st).parking_map()
+                on_arrival = NOOP
+            else:
+                return on_arrival
         if dmap[c, d] == 0:
             return on_arrival
+        if self._evade.get(i, 0) > 0:
+            self._evade[i] -= 1
+            return self._evasive(ob, claimed, leaving)
         ahead = int(st.nbr[c, d])
+        # a loaded robot may only drive along highways, or onto its target
+        enter = ahead != c and (v.carry[i] < 0 or st.highway[ahead] or dmap[ahead, 0] == 0)
         options = [
-            (dmap[ahead, d] if ahead != c else UNREACHABLE, 0, FORWARD),
+            (dmap[ahead, d] if enter else UNREACHABLE, 0, FORWARD),
             (dmap[c, st.turn[LEFT, d]], 1, LEFT),
             (dmap[c, st.turn[RIGHT, d]], 1, RIGHT),
         ]
@@ -127,19 +135,53 @@ class GreedyBrain:
         st = v.static
         c, d = int(v.cell[i]), int(v.dir[i])
         ahead = int(st.nbr[c, d])
-        occupant = int(v.agent_grid[ahead])
-        free = ahead != c and ahead not in claimed and (occupant == v.n_robots or ahead in leaving)
-        if v.carry[i] >= 0 and not st.highway[ahead] and np.any(v.shelf_cell == ahead):
-            free = False  # a loaded robot cannot pass under a parked shelf
-        if free:
+        if self._free(ob, c, d, claimed, leaving):
             self._blocked[i] = 0
             claimed.add(ahead)
             leaving.add(c)
             return FORWARD
         n = self._blocked.get(i, 0) + 1
         self._blocked[i] = n
+        other = int(v.agent_grid[ahead]) if ahead != c else v.n_robots
+        if other < v.n_robots and self._priority(v, i) < self._priority(v, other) and n < 3 * self.patience:
+            return NOOP  # right of way: the other robot should evade (unless it never does)
         if n >= self.patience:
             self._blocked[i] = 0
+            self._evade[i] = self.evade_steps
+            return self._evasive(ob, claimed, leaving)
+        return NOOP
+
+    @staticmethod
+    def _priority(v, i: int) -> tuple:
+        """Right of way in a standoff: deliveries first, then lower index."""
+        s = int(v.carry[i])
+        delivering = s >= 0 and bool(np.any(v.queue == s))
+        return (0 if delivering else 1, i)
+
+    def _free(self, ob, cell: int, heading: int, claimed: set, leaving: set) -> bool:
+        v, i = ob.view, ob.agent
+        st = v.static
+        ahead = int(st.nbr[cell, heading])
+        if ahead == cell or ahead in claimed:
+            return False
+        if int(v.agent_grid[ahead]) != v.n_robots and ahead not in leaving:
+            return False
+        return not (v.carry[i] >= 0 and not st.highway[ahead] and np.any(v.shelf_cell == ahead))
+
+    def _evasive(self, ob, claimed: set, leaving: set) -> int:
+        """Into a free neighbouring cell, turning towards one first; NOOP if boxed in."""
+        v, i = ob.view, ob.agent
+        st = v.static
+        c, d = int(v.cell[i]), int(v.dir[i])
+        if self._free(ob, c, d, claimed, leaving):
+            claimed.add(int(st.nbr[c, d]))
+            leaving.add(c)
+            return FORWARD
+        turns = [a for a in (LEFT, RIGHT) if self._free(ob, c, int(st.turn[a, d]), claimed, leaving)]
+        if turns:
+            return int(turns[int(self.rng.integers(len(turns)))])
+        back = int(st.turn[LEFT, st.turn[LEFT, d]])
+        if self._free(ob, c, back, claimed, leaving):
             return int(self.rng.choice([LEFT, RIGHT]))
         return NOOP
 
@@ -150,7 +192,7 @@ class EpsilonGreedyBrain(GreedyBrain):
 
     name = "epsilon_greedy"
 
-    def __init__(self, rng: np.random.Generator, epsilon: float = 0.2, patience: int = 3):
+    def __init__(self, rng: np.random.Generator, epsilon: float = 0.2, patience: int = 2):
         super().__init__(rng, patience)
         self.epsilon = epsilon
 

@@ -24,7 +24,7 @@ class Navigator:
     def __init__(self, static: FloorStatic, capacity: int = 1024):
         self.static = static
         self.capacity = capacity
-        self._maps: OrderedDict[tuple[int, bool], np.ndarray] = OrderedDict()
+        self._maps: OrderedDict[tuple, np.ndarray] = OrderedDict()
         nc = static.n_cells
         # behind[c, d]: the cell from which moving FORWARD with heading d lands on c (-1 if none)
         behind = np.full((nc, 4), -1, dtype=np.int64)
@@ -46,18 +46,38 @@ class Navigator:
         m = self._compute(*key)
         self._maps[key] = m
         if len(self._maps) > self.capacity:
+            oldest = next(iter(self._maps))
+            if oldest in (("goals", True), ("parking", False)):
+                self._maps.move_to_end(oldest)
             self._maps.popitem(last=False)
         return m
 
-    def _compute(self, target: int, loaded: bool) -> np.ndarray:
+    def nearest_goal_map(self) -> np.ndarray:
+        """Loaded distance to the nearest goal (the minimum over goals' maps)."""
+        m = self._maps.get(("goals", True))
+        if m is None:
+            maps = [self.distance_map(int(g), True) for g in self.static.goal_cells]
+            m = np.minimum.reduce(maps) if len(maps) > 1 else maps[0]
+            self._maps[("goals", True)] = m
+        return m
+
+    def parking_map(self) -> np.ndarray:
+        """Unloaded distance to the nearest non-highway cell (parking under a shelf)."""
+        m = self._maps.get(("parking", False))
+        if m is None:
+            m = self._maps[("parking", False)] = self._compute(np.flatnonzero(~self.static.highway), False)
+        return m
+
+    def _compute(self, target, loaded: bool) -> np.ndarray:
         st = self.static
         nc = st.n_cells
+        targets = np.atleast_1d(np.asarray(target, dtype=np.int64))
         dist = np.full((nc, 4), UNREACHABLE, dtype=np.int32)
         enter_ok = np.ones(nc, dtype=bool) if not loaded else st.highway.copy()
-        enter_ok[target] = True
-        dist[target, :] = 0
-        fc = np.repeat(target, 4)
-        fd = np.arange(4)
+        enter_ok[targets] = True
+        dist[targets, :] = 0
+        fc = np.repeat(targets, 4)
+        fd = np.tile(np.arange(4), targets.size)
         k = 0
         while fc.size:
             k += 1

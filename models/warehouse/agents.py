@@ -1,0 +1,82 @@
+"""The warehouse's agents: robots and zone controllers.
+
+In the event tempo a robot's life is one loop: ask its zone controller for an
+observation, wait for it (it may come late, out of order, corrupted or not at
+all), let its brain decide, spend the action's duration doing it, report back.
+In the tick tempo the model drives every robot in lock step instead, exactly
+as rware does, and robots are only registry entries on the Mesa grid.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from desim.agent import Agent
+
+if TYPE_CHECKING:
+    from models.warehouse.model import WarehouseModel
+
+STATUS_SIZE = 64  # bytes: pose, battery, action result
+OBS_SIZE = 512  # bytes: a local snapshot and a task
+
+
+class Robot(Agent):
+    role = "robot"
+
+    def __init__(self, sim, name: str, index: int, zone: int, wh: "WarehouseModel"):
+        self.index = index
+        self.controller = f"zone-{zone}"
+        self.wh = wh
+        self.last_obs_t = -1.0
+        super().__init__(sim, name, role="robot")
+
+    def behaviour(self):
+        if self.wh.cfg.tempo != "event":
+            return
+        env, wh = self.sim.env, self.wh
+        self.send(self.controller, "status", size=STATUS_SIZE)
+        while True:
+            obs = yield from self._await_observation()
+            action = yield wh.decide(self.index, obs)
+            yield env.timeout(wh.duration(self.index, action))
+            yield wh.complete(self.index, action)
+            self.send(self.controller, "status", size=STATUS_SIZE)
+
+    def _await_observation(self):
+        """The freshest usable observation; on silence, ask again (a retry)."""
+        env = self.sim.env
+        while True:
+            get = self.inbox.get()
+            timer = env.timeout(self.wh.cfg.obs_timeout)
+            yield get | timer
+            if not get.triggered:
+                get.cancel()
+                self.wh.retries += 1
+                self.send(self.controller, "status", size=STATUS_SIZE)
+                continue
+            msgs = [get.value] + list(self.inbox.items)
+            self.inbox.items.clear()
+            usable = [m for m in msgs if m.kind == "obs" and not m.corrupted and m.payload.view.t >= self.last_obs_t]
+            self.wh.corrupt_obs += sum(1 for m in msgs if m.corrupted)
+            if not usable:  # only stale or corrupted ones: keep waiting for a good one
+                continue
+            best = max(usable, key=lambda m: m.payload.view.t)
+            self.last_obs_t = best.payload.view.t
+            return best.payload
+
+
+class ZoneController(Agent):
+    """Answers a robot's status report with an observation and its task."""
+
+    role = "controller"
+
+    def __init__(self, sim, name: str, wh: "WarehouseModel"):
+        self.wh = wh
+        super().__init__(sim, name, role="controller")
+
+    def on_message(self, msg) -> None:
+        if msg.kind != "status" or msg.corrupted:
+            return
+        robot = self.wh.robot_by_name.get(msg.src)
+        if robot is None:
+            return
+        self.send(msg.src, "obs", payload=self.wh.observe(robot.index), size=OBS_SIZE)
