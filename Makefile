@@ -3,7 +3,7 @@
 #   make test   install everything (test extras included) and run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_SCENARIO ?= scenarios/network-partition.toml
+DEMO_SCENARIO ?= scenarios/warehouse-small-event.toml
 
 .PHONY: setup demo test test-all bench clean
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/desim run $(DEMO_SCENARIO) --seed 1
+	$(VENV)/bin/desim run $(DEMO_SCENARIO) --seed 1 --brain greedy
 
 test: setup
 	$(VENV)/bin/pytest

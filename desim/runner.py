@@ -164,6 +164,8 @@ def run(sc: Scenario, seed: int | None = None, until: float | None = None, *, fi
     t0 = time.perf_counter()
     sim.run(until, progress=progress)
     wall = time.perf_counter() - t0
+    if model is not None:
+        model.finish()
     cons = net.conservation()
     if not cons["ok"]:
         raise AssertionError(f"message conservation violated: {cons}")

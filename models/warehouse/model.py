@@ -339,6 +339,12 @@ class WarehouseModel:
             self._stuck |= stuck
 
     # -- results -----------------------------------------------------------
+    def finish(self) -> None:
+        """Take a last sample at the end of the run (called by the runner)."""
+        if not self.sample_times or self.sample_times[-1] < self.sim.now:
+            self.sample_times.append(self.sim.now)
+            self.datacollector.collect(self.sim.model)
+
     def summary(self) -> dict:
         now = self.sim.now
         f = self.floor
