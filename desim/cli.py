@@ -95,6 +95,19 @@ def _print_summary(s: dict) -> None:
     console.print(t)
 
 
+def _check_brain(spec: str) -> None:
+    """Raise ValueError (one line) if ``spec`` names no brain we can build."""
+    import numpy as np
+
+    from policies import make_brain
+
+    if spec.startswith("checkpoint:"):
+        path = Path(spec.partition(":")[2])
+        if not path.exists():
+            raise ValueError(f"no checkpoint at {path}")
+    make_brain(spec, np.random.default_rng(0))
+
+
 @app.command()
 def validate(scenario: Path = typer.Argument(..., help="scenario TOML file")) -> None:
     """Check a scenario file; exit 0 if it can run, 2 with one line naming the problem."""
@@ -127,6 +140,10 @@ def run(
         if sc.warehouse is None:
             fail(f"--brain: scenario {scenario} has no agents with brains (no [warehouse] section)")
         overrides["brain"] = brain
+        try:
+            _check_brain(brain)
+        except ValueError as e:
+            fail(f"--brain: {e}")
     try:
         from desim.recording import record_run
     except ImportError:  # store not wired yet
@@ -147,6 +164,31 @@ def run(
         sys.stdout.write(json.dumps(summary, default=float) + "\n")
     else:
         _print_summary(summary)
+
+
+@app.command()
+def dash(
+    store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
+    port: int = typer.Option(8501, min=1, max=65535, help="port to serve the dashboard on"),
+    headless: bool = typer.Option(True, help="do not open a browser window"),
+) -> None:
+    """Start the Streamlit dashboard on a results store."""
+    import os
+    import subprocess
+
+    from desim.store import DEFAULT_STORE
+
+    app_path = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+    if not app_path.exists():
+        fail(f"dashboard app not found at {app_path}")
+    env = dict(os.environ, DESIM_STORE=str(Path(store or DEFAULT_STORE).resolve()))
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
+           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
+    console.print(f"desim dashboard on http://localhost:{port} (store {env['DESIM_STORE']}); Ctrl-C to stop", markup=False)
+    try:
+        raise typer.Exit(subprocess.call(cmd, env=env))
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
 
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show and export recorded runs.")
