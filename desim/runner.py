@@ -132,12 +132,25 @@ def run(sc: Scenario, seed: int | None = None, until: float | None = None, *, fi
         keep_trace: bool = False, record_delays: bool = False, run_id: str | None = None,
         progress: Callable[[float], None] | None = None, overrides: dict | None = None) -> RunResult:
     """Build and run a scenario; returns the summary the CLI prints with ``--json``."""
+    seed = sc.seed if seed is None else seed
+    until = sc.until if until is None else until
+    sim, net, model = build(sc, seed, file=file, keep_trace=keep_trace, record_delays=record_delays, overrides=overrides)
+    t0 = time.perf_counter()
+    sim.run(until, progress=progress)
+    wall = time.perf_counter() - t0
+    if model is not None:
+        model.finish()
+    cons = net.conservation()
+    return _summarise(sc, seed, sim, net, model, cons, wall, run_id)
+
+
+def build(sc: Scenario, seed: int, *, file: str = "<scenario>", keep_trace: bool = False, record_delays: bool = False,
+          overrides: dict | None = None, brain: Any = None):
+    """Wire a scenario into a fresh simulation without running it: ``(sim, network, model or None)``."""
     from desim.sim import Simulation
     from network import Network, schedule
     from network.traffic import Node
 
-    seed = sc.seed if seed is None else seed
-    until = sc.until if until is None else until
     g = check_wiring(sc, file)
     for o in sc.links.override:
         g.edges[o.between]["link"] = o.to_spec()
@@ -155,18 +168,16 @@ def run(sc: Scenario, seed: int | None = None, until: float | None = None, *, fi
     if sc.warehouse is not None:
         from models.warehouse.scenario import build_model
 
-        model = build_model(sim, net, sc, g, overrides or {}, file)
+        model = build_model(sim, net, sc, g, overrides or {}, file, brain=brain)
     else:
         flows = [_flow(g, i, t, file) for i, t in enumerate(sc.traffic)]
         for n, d in sorted(g.nodes(data=True)):
             if d.get("role") != "switch":
                 Node(sim, n, d["role"], flows)
-    t0 = time.perf_counter()
-    sim.run(until, progress=progress)
-    wall = time.perf_counter() - t0
-    if model is not None:
-        model.finish()
-    cons = net.conservation()
+    return sim, net, model
+
+
+def _summarise(sc, seed, sim, net, model, cons, wall, run_id) -> RunResult:
     if not cons["ok"]:
         raise AssertionError(f"message conservation violated: {cons}")
     summary: dict[str, Any] = {

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.warehouse.navigation import UNREACHABLE, Navigator
+from models.warehouse.navigation import UNREACHABLE, Navigator, plan
 
 NOOP, FORWARD, LEFT, RIGHT, TOGGLE = 0, 1, 2, 3, 4
 
@@ -67,34 +67,7 @@ class GreedyBrain:
     # -- one robot ----------------------------------------------------------
     def _plan(self, ob) -> tuple[np.ndarray | None, int]:
         """(distance map to the robot's target or None, action to take on arrival)."""
-        v, i = ob.view, ob.agent
-        st = v.static
-        nav = self._navigator(st)
-        c, carrying = int(v.cell[i]), int(v.carry[i])
-        requested = v.queue[v.queue >= 0]
-        if carrying >= 0:
-            if np.any(requested == carrying):
-                return nav.nearest_goal_map(), NOOP
-            home = int(st.shelf_home[carrying])
-            if home != c and np.any(v.shelf_cell == home):  # someone parked there: any free shelf cell
-                free = np.setdiff1d(st.shelf_home, v.shelf_cell)
-                if free.size == 0:
-                    return None, NOOP
-                hx, hy = home % st.width, home // st.width  # the free shelf cell nearest home
-                home = int(free[np.argmin(np.abs(free % st.width - hx) + np.abs(free // st.width - hy))])
-            if home == c:
-                return None, TOGGLE
-            return nav.distance_map(home, True), TOGGLE
-        task = ob.task
-        if task < 0 or not np.any(requested == task):
-            return None, NOOP
-        target = int(v.shelf_cell[task])
-        carrier = np.flatnonzero(v.carry == task)
-        if carrier.size and int(carrier[0]) != i:
-            return None, NOOP  # someone else has it (a stale assignment)
-        if target == c:
-            return None, TOGGLE
-        return nav.distance_map(target, False), TOGGLE
+        return plan(ob, self._navigator(ob.view.static))
 
     def _decide(self, ob, claimed: set, leaving: set) -> int:
         v, i = ob.view, ob.agent

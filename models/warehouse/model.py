@@ -37,7 +37,7 @@ PATH_ROBOTS = 8  # robots whose every position is recorded for the path plot
 
 
 class WarehouseModel:
-    def __init__(self, sim, net, cfg, layout):
+    def __init__(self, sim, net, cfg, layout, brain=None):
         from policies import make_brain
 
         self.sim, self.net, self.cfg, self.layout = sim, net, cfg, layout
@@ -48,7 +48,7 @@ class WarehouseModel:
         self.floor = Floor(layout, n, slots, cfg.reward, rng=sim.rng.stream("floor"))
         self.floor.reset()
         self.static = FloorStatic.of(self.floor)
-        self.brain = make_brain(cfg.brain, sim.rng.stream("brain"))
+        self.brain = brain if brain is not None else make_brain(cfg.brain, sim.rng.stream("brain"))
         self.tasks = np.full(n, -1, dtype=np.int64)
         self.book = OrderBook(self.floor.n_shelves, slots, cfg.orders.max_age if cfg.orders else None)
         if cfg.orders is None:  # rware's queue: its initial requests are the first orders
@@ -107,7 +107,9 @@ class WarehouseModel:
         })
         self.sample_times: list[float] = []
 
-        # event-tempo batching
+        # decision batching; ``external(batch)``, when set, takes the decisions
+        # out of the simulation: it must succeed each (i, obs, event) later
+        self.external = None
         self._decisions: list = []
         self._completions: list = []
 
@@ -154,8 +156,9 @@ class WarehouseModel:
     def _tick_loop(self):
         env = self.sim.env
         while True:
-            obs = [self.observe(i) for i in range(self.n)]
-            actions = np.asarray(self.brain.act(obs), dtype=np.int64)
+            decisions = [self.decide(i, self.observe(i)) for i in range(self.n)]
+            yield env.all_of(decisions)
+            actions = np.array([d.value for d in decisions], dtype=np.int64)
             yield env.timeout(self.cfg.tick_seconds)
             self._resolve(actions)
 
@@ -177,6 +180,9 @@ class WarehouseModel:
     def _flush_decisions(self, _event) -> None:
         batch = sorted(self._decisions, key=lambda x: x[0])
         self._decisions = []
+        if self.external is not None:  # an outside learner decides (the PettingZoo adapter)
+            self.external(batch)
+            return
         actions = self.brain.act([obs for _i, obs, _ev in batch])
         for (_i, _obs, ev), a in zip(batch, actions):
             ev.succeed(int(a))

@@ -100,3 +100,45 @@ class Navigator:
             dist[c, d] = k
             fc, fd = c, d
         return dist
+
+
+NOOP, TOGGLE_LOAD = 0, 4
+
+
+def plan(ob, nav: Navigator) -> tuple[np.ndarray | None, int]:
+    """Where robot ``ob.agent`` should go next, from its observation:
+    ``(distance map to the target, action on arrival)``, or ``(None, action)``
+    when it is at its target or has nothing to do.
+
+    - carrying a requested shelf: the nearest goal (loaded: highways only);
+    - carrying a shelf no longer requested: its home, or the free shelf cell
+      nearest home; put it down there;
+    - unloaded with a task shelf: drive to it (under shelves allowed), lift it.
+    """
+    v, i = ob.view, ob.agent
+    st = v.static
+    c, carrying = int(v.cell[i]), int(v.carry[i])
+    requested = v.queue[v.queue >= 0]
+    if carrying >= 0:
+        if np.any(requested == carrying):
+            return nav.nearest_goal_map(), NOOP
+        home = int(st.shelf_home[carrying])
+        if home != c and np.any(v.shelf_cell == home):  # someone parked there: any free shelf cell
+            free = np.setdiff1d(st.shelf_home, v.shelf_cell)
+            if free.size == 0:
+                return None, NOOP
+            hx, hy = home % st.width, home // st.width
+            home = int(free[np.argmin(np.abs(free % st.width - hx) + np.abs(free // st.width - hy))])
+        if home == c:
+            return None, TOGGLE_LOAD
+        return nav.distance_map(home, True), TOGGLE_LOAD
+    task = ob.task
+    if task < 0 or not np.any(requested == task):
+        return None, NOOP
+    target = int(v.shelf_cell[task])
+    carrier = np.flatnonzero(v.carry == task)
+    if carrier.size and int(carrier[0]) != i:
+        return None, NOOP  # someone else has it (a stale assignment)
+    if target == c:
+        return None, TOGGLE_LOAD
+    return nav.distance_map(target, False), TOGGLE_LOAD

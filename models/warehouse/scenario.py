@@ -109,11 +109,11 @@ def check_section(sc, graph, file: str = "<scenario>") -> WarehouseCfg:
     return cfg
 
 
-def build_model(sim, net, sc, graph, overrides: dict, file: str = "<scenario>"):
+def build_model(sim, net, sc, graph, overrides: dict, file: str = "<scenario>", brain=None):
     """The warehouse model for a scenario; ``overrides`` (e.g. ``brain``) replace section fields."""
     from models.warehouse.model import WarehouseModel
 
     cfg = parse_section(sc, file)
     if overrides:
         cfg = cfg.model_copy(update=overrides)
-    return WarehouseModel(sim, net, cfg, layout_of(cfg, file))
+    return WarehouseModel(sim, net, cfg, layout_of(cfg, file), brain=brain)

@@ -1,0 +1,220 @@
+"""PettingZoo ``ParallelEnv`` over the warehouse, in both tempos.
+
+- ``tick``: every agent acts every step (rware's rhythm).
+- ``event``: a step advances the simulation to the next instant at which some
+  robots' decisions fall due; those are the acting agents of the step
+  (``infos[agent]["acting"]``, and their ``action_mask`` allows every action).
+  The others keep their last observation, have a NOOP-only mask, and their
+  actions are ignored. Every agent stays in ``agents`` until the episode ends
+  (PettingZoo's parallel contract), and rewards collected since an agent's
+  last step are paid to it.
+
+``state()`` is the global state for centralized critics: every robot's
+observation vector, computed from the live floor, concatenated.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from models.warehouse.features import Encoder, obs_dim
+from models.warehouse.observe import RobotObs
+
+FULL_MASK = np.ones(5, dtype=np.int8)
+NOOP_MASK = np.array([1, 0, 0, 0, 0], dtype=np.int8)
+
+
+def scenario_for(size="tiny", robots=2, tempo="tick", max_steps=500, request_queue=None, reward="individual",
+                 zones=1, latency=0.0, jitter=0.0, loss=0.0, durations=None, tick_seconds=1.0):
+    """The desim Scenario an env (or a training run) simulates."""
+    from desim.scenario import Scenario
+
+    wh = {"size": size, "robots": robots, "zones": zones, "tempo": tempo, "reward": reward, "brain": "random",
+          "tick_seconds": tick_seconds, "sample_every": max(max_steps * tick_seconds, 1.0)}
+    if request_queue is not None:
+        wh["request_queue"] = request_queue
+    if durations:
+        wh["durations"] = durations
+    links = {}
+    if latency or jitter or loss:
+        dist = "lognormal" if jitter else "constant"
+        wl = {"delay": {"dist": dist, "mean": latency, "jitter": jitter}}
+        if loss:
+            wl["loss"] = {"model": "bernoulli", "p": loss}
+        links["wireless"] = wl
+    return Scenario.model_validate({"name": f"env-{size}-{robots}ag-{tempo}", "until": max_steps * tick_seconds,
+                                    "links": links, "warehouse": wh})
+
+
+class WarehouseParallelEnv(ParallelEnv):
+    metadata = {"name": "desim_warehouse_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, size: str = "tiny", robots: int = 2, tempo: str = "tick", max_steps: int = 500,
+                 request_queue: int | None = None, reward: str = "individual", zones: int = 1,
+                 latency: float = 0.0, jitter: float = 0.0, loss: float = 0.0, durations: dict | None = None,
+                 obs_radius: int = 1, tick_seconds: float = 1.0):
+        from network.topology import robot_name
+
+        self.kwargs = dict(size=size, robots=robots, tempo=tempo, max_steps=max_steps, request_queue=request_queue,
+                           reward=reward, zones=zones, latency=latency, jitter=jitter, loss=loss,
+                           durations=durations, tick_seconds=tick_seconds)
+        self.scenario = scenario_for(**self.kwargs)
+        self.tempo = tempo
+        self.max_steps = max_steps
+        self.horizon = max_steps * tick_seconds
+        self.radius = obs_radius
+        self.possible_agents = [robot_name(i, zones) for i in range(robots)]
+        self.agents: list[str] = []
+        self._obs_dim = obs_dim(obs_radius)
+        self._np_random = np.random.default_rng()
+        self.model = None
+
+    @functools.lru_cache(maxsize=None)
+    def observation_space(self, agent):
+        return spaces.Box(-1.0, 1.0, (self._obs_dim,), np.float32)
+
+    @functools.lru_cache(maxsize=None)
+    def action_space(self, agent):
+        return spaces.Discrete(5)
+
+    @property
+    def state_space(self):
+        return spaces.Box(-1.0, 1.0, (self._obs_dim * len(self.possible_agents),), np.float32)
+
+    # -- the simulation, paused at each decision batch ------------------------
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        from desim.runner import build
+
+        if seed is not None:
+            self._np_random = np.random.default_rng(seed)
+        sim_seed = int(self._np_random.integers(2**31 - 1))
+        self.sim, self.net, self.model = build(self.scenario, sim_seed)
+        self.model.external = self._take_batch
+        self.encoder = Encoder(self.model.static, self.radius)
+        self.agents = list(self.possible_agents)
+        n = len(self.possible_agents)
+        self._paid = np.zeros(n)
+        self._last_obs = np.zeros((n, self._obs_dim), dtype=np.float32)
+        self._batch: list = []
+        self.steps = 0
+        self._ended = False
+        self.sim.env.process(self._deadline())
+        self._advance()
+        return self._observations(), self._infos()
+
+    def _take_batch(self, batch) -> None:
+        self._batch = batch
+        self._pause.succeed()
+
+    def _deadline(self):
+        yield self.sim.env.timeout(self.horizon)
+        self._ended = True
+        if not self._pause.triggered:
+            self._pause.succeed()
+
+    def _advance(self) -> None:
+        """Run the simulation until the next decision batch (or the end of the episode)."""
+        self._batch = []
+        self._pause = self.sim.env.event()
+        self.sim.env.run(until=self._pause)
+        if self._batch and not self._ended:
+            obs = self.encoder.encode_batch([ob for _i, ob, _ev in self._batch])
+            for k, (i, _ob, _ev) in enumerate(self._batch):
+                self._last_obs[i] = obs[k]
+
+    def step(self, actions: dict):
+        for i, _ob, ev in self._batch:
+            a = actions.get(self.possible_agents[i], 0)
+            ev.succeed(int(a))
+        self.steps += 1
+        self._advance()
+        truncated = self._ended or (self.tempo == "tick" and self.steps >= self.max_steps)
+        rewards = {}
+        earned = self.model.rewards - self._paid
+        self._paid = self.model.rewards.copy()
+        for i, a in enumerate(self.possible_agents):
+            rewards[a] = float(earned[i])
+        obs, infos = self._observations(), self._infos()
+        terms = {a: False for a in self.agents}
+        truncs = {a: truncated for a in self.agents}
+        if truncated:
+            self.agents = []
+        return obs, rewards, terms, truncs, infos
+
+    # -- what the agents see -------------------------------------------------
+    def acting(self) -> np.ndarray:
+        mask = np.zeros(len(self.possible_agents), dtype=bool)
+        for i, _ob, _ev in self._batch:
+            mask[i] = True
+        return mask
+
+    def _observations(self) -> dict:
+        return {a: self._last_obs[i].copy() for i, a in enumerate(self.possible_agents)}
+
+    def _infos(self) -> dict:
+        acting = self.acting()
+        return {a: {"acting": bool(acting[i]), "action_mask": FULL_MASK if acting[i] else NOOP_MASK,
+                    "sim_time": float(self.sim.now)} for i, a in enumerate(self.possible_agents)}
+
+    def state(self) -> np.ndarray:
+        """Every robot's observation vector from the live floor, concatenated."""
+        m = self.model
+        view = m.view()
+        obs = [RobotObs(i, view, int(m.tasks[i])) for i in range(m.n)]
+        return self.encoder.encode_batch(obs).reshape(-1)
+
+    def close(self) -> None:
+        self.model = None
+
+
+def parallel_env(**kwargs) -> WarehouseParallelEnv:
+    """PettingZoo's factory convention; defaults give the tiny floor with two robots."""
+    return WarehouseParallelEnv(**kwargs)
+
+
+class VectorWarehouseEnv:
+    """``n_envs`` copies stepped together: arrays in, arrays out, finished copies reset.
+
+    ``reset() -> obs (E, N, D), state (E, S), acting (E, N)``;
+    ``step(actions (E, N)) -> obs, state, rewards (E, N), done (E,), acting (E, N)``.
+    """
+
+    def __init__(self, n_envs: int, seed: int = 0, **kwargs):
+        self.envs = [WarehouseParallelEnv(**kwargs) for _ in range(n_envs)]
+        self.seed = seed
+        self.agents = self.envs[0].possible_agents
+        self.episode_returns = np.zeros((n_envs, len(self.agents)))
+        self.finished_returns: list[float] = []
+
+    def _one(self, k: int):
+        env = self.envs[k]
+        obs = np.stack([o for o in env._observations().values()])
+        return obs, env.state(), env.acting()
+
+    def reset(self):
+        for k, env in enumerate(self.envs):
+            env.reset(seed=self.seed * 1000 + k)
+        self.episode_returns[:] = 0
+        parts = [self._one(k) for k in range(len(self.envs))]
+        return tuple(np.stack(x) for x in zip(*parts))
+
+    def step(self, actions: np.ndarray):
+        E = len(self.envs)
+        rewards = np.zeros((E, len(self.agents)), dtype=np.float32)
+        done = np.zeros(E, dtype=bool)
+        for k, env in enumerate(self.envs):
+            acts = {a: int(actions[k, i]) for i, a in enumerate(self.agents)}
+            _o, rew, _t, trunc, _inf = env.step(acts)
+            rewards[k] = [rew[a] for a in self.agents]
+            self.episode_returns[k] += rewards[k]
+            if any(trunc.values()):
+                done[k] = True
+                self.finished_returns.append(float(self.episode_returns[k].sum()))
+                self.episode_returns[k] = 0
+                env.reset(seed=int(env._np_random.integers(2**31 - 1)))
+        parts = [self._one(k) for k in range(E)]
+        obs, state, acting = (np.stack(x) for x in zip(*parts))
+        return obs, state, rewards, done, acting
