@@ -1,0 +1,165 @@
+"""Pieces every learner shares, written and tested once.
+
+- ``device(spec)``: CUDA when there is one (``auto``), else CPU: one code path.
+- ``MLP`` and ``GRUNet``: the torch networks (actor/critic bodies).
+- ``RunningMeanStd``: Welford/Chan running moments (value and reward normalisation).
+- ``ValueNorm``: MAPPO's value normaliser (running mean/std of returns; the
+  critic predicts normalised values).
+- ``gae``: generalised advantage estimation over a rollout, with episode ends.
+- ``Learner``: the protocol the training loop (``policies.train``) drives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def device(spec: str = "auto") -> torch.device:
+    """``auto``: CUDA if available, else CPU; or an explicit torch device string."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def _init(layer: nn.Linear, gain: float = np.sqrt(2)) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """``in_dim -> hidden x layers (ReLU, LayerNorm on the input) -> out_dim``, orthogonal init."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 64, layers: int = 2, out_gain: float = 0.01):
+        super().__init__()
+        mods: list[nn.Module] = [nn.LayerNorm(in_dim)]
+        d = in_dim
+        for _ in range(layers):
+            mods += [_init(nn.Linear(d, hidden)), nn.ReLU()]
+            d = hidden
+        mods.append(_init(nn.Linear(d, out_dim), out_gain))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class GRUNet(nn.Module):
+    """A recurrent body for belief/recurrent policies: ``(x, h) -> (out, h')``.
+
+    ``x`` is ``(batch, in_dim)`` for one step or ``(T, batch, in_dim)`` for a
+    sequence; ``h`` is ``(batch, hidden)``; ``reset`` (``(batch,)`` or
+    ``(T, batch)``, 1 where an episode starts) zeroes the hidden state there.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 64, out_gain: float = 0.01):
+        super().__init__()
+        self.hidden = hidden
+        self.inp = nn.Sequential(nn.LayerNorm(in_dim), _init(nn.Linear(in_dim, hidden)), nn.ReLU())
+        self.cell = nn.GRUCell(hidden, hidden)
+        self.out = _init(nn.Linear(hidden, out_dim), out_gain)
+
+    def initial(self, batch: int, device_: torch.device | None = None) -> torch.Tensor:
+        return torch.zeros(batch, self.hidden, device=device_)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor, reset: torch.Tensor | None = None):
+        if x.dim() == 2:
+            if reset is not None:
+                h = h * (1 - reset.float()).unsqueeze(-1)
+            h = self.cell(self.inp(x), h)
+            return self.out(h), h
+        outs = []
+        for t in range(x.shape[0]):
+            o, h = self.forward(x[t], h, None if reset is None else reset[t])
+            outs.append(o)
+        return torch.stack(outs), h
+
+
+class RunningMeanStd:
+    """Running mean and variance over batches (Chan et al.'s parallel update)."""
+
+    def __init__(self, shape: tuple = (), eps: float = 1e-4):
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = eps
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta = b_mean - self.mean
+        tot = self.count + b_count
+        self.mean = self.mean + delta * b_count / tot
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / tot
+        self.var = m2 / tot
+        self.count = tot
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.var + 1e-8)
+
+    def normalize(self, x):
+        return (x - self.mean) / self.std
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": self.count}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(d["mean"]), np.asarray(d["var"]), float(d["count"])
+
+
+class ValueNorm(RunningMeanStd):
+    """MAPPO's value normaliser: targets are normalised for the critic's loss and
+    the critic's outputs denormalised for GAE."""
+
+    def denormalize(self, x):
+        return x * self.std + self.mean
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones: np.ndarray,
+        gamma: float = 0.99, lam: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation along axis 0 (time).
+
+    ``rewards``, ``values``, ``dones``: ``(T, ...)``; ``next_values``: the value
+    of the state after each step (``(T, ...)``), ignored where ``dones`` is 1
+    (episode over: no bootstrap). Returns ``(advantages, returns)``.
+    """
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros(rewards.shape[1:], dtype=np.float64)
+    for t in reversed(range(T)):
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_values[t] * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[t] = last
+    return adv, adv + values
+
+
+@dataclass
+class EnvInfo:
+    """What a learner needs to know about the environment."""
+
+    n_agents: int
+    obs_dim: int
+    state_dim: int
+    n_actions: int = 5
+
+
+class Learner(Protocol):
+    """A CTDE learner. ``policies.train`` builds one from the registry, then calls
+    ``train``; execution needs only ``act`` (decentralised: local observations)."""
+
+    name: str
+    policy_version: int
+
+    def train(self, venv: Any, steps: int, log: Callable[[int, dict], None],
+              on_update: Callable[[int], None] | None = None) -> None: ...
+
+    def act(self, obs: np.ndarray, agent_ids: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, d: dict) -> None: ...
