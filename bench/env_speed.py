@@ -1,4 +1,4 @@
-"""Warehouse env-steps/s: rware 2.0.0 vs desim's Floor (tick tempo).
+"""Warehouse env-steps/s: rware 2.0.0 vs desim's Floor and model (tick and event tempos).
 
 Both sides get the same layout, robot count, request queue and the same
 pre-drawn uniform random joint actions; each runs ``--steps`` joint steps
@@ -12,6 +12,10 @@ from its own reset (no resets inside the timed loop). Figures:
   alone (graph of moves, networkx components, grid, deliveries).
 - ``desim tick``: ``models.warehouse.Floor.step`` (state, collisions,
   rewards, blocked-move heatmap; no observations).
+- ``model tick`` / ``model event+net``: the whole warehouse model on the
+  SimPy kernel with a random brain (snapshots, batching, metrics, Mesa grid),
+  synchronous, and asynchronous with every action's status and observation
+  crossing the network; ``event cost vs tick`` is their ratio (goal <= 5x).
 
 Usage: python bench/env_speed.py [--steps N] [--seed S]
 """
@@ -80,9 +84,25 @@ def bench_tick(size: str, n: int, actions: np.ndarray, seed: int) -> float:
     return len(actions) / (time.perf_counter() - t0)
 
 
-# TODO(lead): bench_event(size, n, actions, seed) -> float
-#   env-steps/s of the event tempo (Floor driven by the desim kernel), to be
-#   added as a further column next to "desim tick".
+def bench_model(size: str, n: int, steps: int, seed: int, tempo: str) -> float:
+    """env-steps/s of the whole desim model driven by the SimPy kernel, random brain.
+
+    ``tick``: the synchronous tempo (snapshots, brain batching, metrics, Mesa
+    grid). ``event``: every robot on its own clock, observations and commands
+    over the network (wireless hop: lognormal 5 ms mean, 2 ms jitter; a
+    status and an observation message per action), unit action durations.
+    An env-step is one action per robot (decisions / robots).
+    """
+    from desim.runner import build
+    from models.warehouse.env import scenario_for
+
+    net = dict(latency=0.005, jitter=0.002) if tempo == "event" else {}
+    sc = scenario_for(size=size, robots=n, tempo=tempo, max_steps=steps, **net)
+    sim, _net, model = build(sc, seed)
+    t0 = time.perf_counter()
+    sim.run(float(steps))
+    dt = time.perf_counter() - t0
+    return model.decisions / n / dt
 
 
 def main() -> None:
@@ -103,6 +123,9 @@ def main() -> None:
     table.add_column("desim/rware", justify="right")
     if not args.no_strip:
         table.add_column("desim/rware no-obs", justify="right")
+    table.add_column("model tick", justify="right")
+    table.add_column("model event+net", justify="right")
+    table.add_column("event cost vs tick", justify="right")
     for label, size, n in CASES:
         rng = np.random.default_rng(args.seed)
         actions = rng.integers(0, 5, size=(args.steps, n))
@@ -116,6 +139,10 @@ def main() -> None:
         row += [f"{d:,.0f}", f"{d / r:.1f}x"]
         if r0 is not None:
             row.append(f"{d / r0:.1f}x")
+        model_steps = max(args.steps // 3, 200)
+        mt = bench_model(size, n, model_steps, args.seed, "tick")
+        me = bench_model(size, n, model_steps, args.seed, "event")
+        row += [f"{mt:,.0f}", f"{me:,.0f}", f"{mt / me:.1f}x"]
         table.add_row(*row)
     console.print(table)
     console.print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")

@@ -27,6 +27,8 @@ class Robot(Agent):
         self.controller = f"zone-{zone}"
         self.wh = wh
         self.last_obs_t = -1.0
+        self._mail: list = []
+        self._waiter = None
         super().__init__(sim, name, role="robot")
 
     def behaviour(self):
@@ -41,20 +43,27 @@ class Robot(Agent):
             yield wh.complete(self.index, action)
             self.send(self.controller, "status", size=STATUS_SIZE)
 
+    def deliver(self, msg) -> None:
+        # a mailbox with one waiter, cheaper than a Store get raced against a timer
+        self._mail.append(msg)
+        w = self._waiter
+        if w is not None and not w.triggered:
+            w.succeed()
+
     def _await_observation(self):
         """The freshest usable observation; on silence, ask again (a retry)."""
         env = self.sim.env
         while True:
-            get = self.inbox.get()
-            timer = env.timeout(self.wh.cfg.obs_timeout)
-            yield get | timer
-            if not get.triggered:
-                get.cancel()
-                self.wh.retries += 1
-                self.send(self.controller, "status", size=STATUS_SIZE)
-                continue
-            msgs = [get.value] + list(self.inbox.items)
-            self.inbox.items.clear()
+            if not self._mail:
+                w = self._waiter = env.event()
+                env.timeout(self.wh.cfg.obs_timeout).callbacks.append(lambda _e, w=w: w.triggered or w.succeed())
+                yield w
+                self._waiter = None
+                if not self._mail:  # silence: the status or its answer was lost, or the zone is cut off
+                    self.wh.retries += 1
+                    self.send(self.controller, "status", size=STATUS_SIZE)
+                    continue
+            msgs, self._mail = self._mail, []
             usable = [m for m in msgs if m.kind == "obs" and not m.corrupted and m.payload.view.t >= self.last_obs_t]
             self.wh.corrupt_obs += sum(1 for m in msgs if m.corrupted)
             if not usable:  # only stale or corrupted ones: keep waiting for a good one
@@ -72,6 +81,13 @@ class ZoneController(Agent):
     def __init__(self, sim, name: str, wh: "WarehouseModel"):
         self.wh = wh
         super().__init__(sim, name, role="controller")
+
+    def behaviour(self):
+        return
+        yield  # a controller only reacts to messages
+
+    def deliver(self, msg) -> None:
+        self.on_message(msg)
 
     def on_message(self, msg) -> None:
         if msg.kind != "status" or msg.corrupted:

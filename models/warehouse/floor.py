@@ -466,6 +466,68 @@ class Floor:
         )
         return rewards, {"delivered": delivered, "blocked": n_blocked, "done": self.done}
 
+    def step_one(self, i: int, action: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """``step`` where only robot ``i`` acts and every other robot does NOOP,
+        in plain Python: the event tempo's common case (robots desynchronised by
+        jitter finish their actions one at a time). Same rules, same result
+        (checked against ``step`` in tests/test_warehouse_floor_fastpath.py)."""
+        self._check_ready()
+        n = self.n_agents
+        if not 0 <= action <= 4:
+            raise ValueError("actions must be integers in 0..4 (NOOP, FORWARD, LEFT, RIGHT, TOGGLE_LOAD)")
+        rewards = np.zeros(n, dtype=np.float32)
+        cell = int(self._cell[i])
+        d = int(self._dir[i])
+        carry = int(self._carry[i])
+        n_blocked = 0
+        if action == 1:
+            t = int(self._nbr[cell, d])
+            moved = False
+            if t != cell:
+                occ = int(self._agent_grid[t])
+                occ_loaded = occ < n and self._carry[occ] >= 0
+                if carry >= 0 and self._shelf_grid[t] > 0 and not occ_loaded:
+                    pass  # a loaded robot cannot drive under a parked shelf: cancelled, not a collision
+                elif occ < n:
+                    self._collisions[cell] += 1  # the robot ahead stays put
+                else:
+                    moved = True
+            if moved:
+                ag = self._agent_grid
+                ag[cell] = n
+                ag[t] = i
+                self._cell[i] = t
+                if carry >= 0:
+                    self._shelf_grid[cell] = 0
+                    self._shelf_grid[t] = carry + 1
+                    self._shelf_cell[carry] = t
+            else:
+                self._blocked[cell] += 1
+                n_blocked = 1
+        elif action in (2, 3):
+            self._dir[i] = _TURN[action, d]
+        elif action == 4:
+            if carry < 0:
+                s = int(self._shelf_grid[cell])
+                if s > 0:
+                    self._carry[i] = s - 1
+            elif not self._highway[cell]:
+                if self.reward_type == "two_stage" and self._has_delivered[i]:
+                    rewards[i] += 0.5
+                self._has_delivered[i] = False
+                self._carry[i] = -1
+        delivered = 0
+        if self._shelf_grid[self._goal_cells].any():
+            delivered = self._deliver(rewards)
+        self.deliveries += delivered
+        self._steps += 1
+        self._inactive = 0 if delivered else self._inactive + 1
+        self.done = bool(
+            (self.max_inactivity_steps and self._inactive >= self.max_inactivity_steps)
+            or (self.max_steps and self._steps >= self.max_steps)
+        )
+        return rewards, {"delivered": delivered, "blocked": n_blocked, "done": self.done}
+
     def _deliver(self, rewards: np.ndarray) -> int:
         """Goals in layout order; the queue is updated between goals (as rware)."""
         n = self.n_agents

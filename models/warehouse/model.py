@@ -91,6 +91,7 @@ class WarehouseModel:
         self.events: list[tuple[float, str, str, str]] = []
         self.paths: list[tuple[float, int, int, int]] = [(0.0, i, int(pos[i, 0]), int(pos[i, 1])) for i in range(min(n, PATH_ROBOTS))]
         self.resolutions = 0
+        self.decisions = 0  # robot decisions taken (both tempos): env-steps = decisions / robots
         self._last_sample = (0.0, 0)
         self.datacollector = mesa.DataCollector(model_reporters={
             "deliveries": lambda m: self.floor.deliveries,
@@ -180,6 +181,7 @@ class WarehouseModel:
     def _flush_decisions(self, _event) -> None:
         batch = sorted(self._decisions, key=lambda x: x[0])
         self._decisions = []
+        self.decisions += len(batch)
         if self.external is not None:  # an outside learner decides (the PettingZoo adapter)
             self.external(batch)
             return
@@ -215,7 +217,10 @@ class WarehouseModel:
         actions = np.zeros(self.n, dtype=np.int64)
         for i, a, _ev in batch:
             actions[i] = a
-        self._resolve(actions)
+        if len(batch) == 1:
+            self._resolve_one(batch[0][0], actions)
+        else:
+            self._resolve(actions)
         for _i, _a, ev in batch:
             ev.succeed()
 
@@ -244,6 +249,41 @@ class WarehouseModel:
                 if i < PATH_ROBOTS:
                     self.paths.append((now, i, c % W, c // W))
         self._wait_for(actions, cell0, dir0, changed)
+
+    def _resolve_one(self, i: int, actions: np.ndarray) -> None:
+        """``_resolve`` when only robot ``i`` acts (the event tempo's usual case)."""
+        f = self.floor
+        now = self.sim.now
+        a = int(actions[i])
+        cell0, dir0, carry0 = int(f._cell[i]), int(f._dir[i]), int(f._carry[i])
+        rewards, info = f.step_one(i, a)
+        self.sim.recorder.record(now, "floor", zlib.crc32(actions.tobytes()), zlib.crc32(f._cell.tobytes()), info["delivered"])
+        if info["delivered"] or self.cfg.reward == "global":
+            self.rewards += rewards
+        else:
+            self.rewards[i] += rewards[i]
+        self.resolutions += 1
+        self.version += 1
+        c, carry = int(f._cell[i]), int(f._carry[i])
+        if carry0 < 0 and carry >= 0:
+            self.book.picked(now, carry, i)
+        if c != cell0 or int(f._dir[i]) != dir0 or carry != carry0:
+            self.last_progress[i] = now
+            self._stuck[i] = False
+            self._waits[i] = -1
+            if c != cell0:
+                W = f.width
+                self.grid.move_agent(self.robots[i], (c % W, c // W))
+                if i < PATH_ROBOTS:
+                    self.paths.append((now, i, c % W, c // W))
+            if self._cycles:
+                self._cycles = {cyc for cyc in self._cycles if i not in cyc}
+            return
+        if a == 1 and int(f._nbr[cell0, dir0]) != cell0:
+            changed = np.zeros(self.n, dtype=bool)
+            cell_arr = f._cell.copy()
+            dir_arr = f._dir.copy()
+            self._wait_for(actions, cell_arr, dir_arr, changed)
 
     def _wait_for(self, actions, cell0, dir0, changed) -> None:
         """Track who waits for whom; a new cycle in that graph is a deadlock."""

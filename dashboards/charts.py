@@ -1,0 +1,144 @@
+"""Altair charts for the dashboard pages (pure functions: DataFrames in, charts out)."""
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+METRIC_COLOURS = {"blocked": "oranges", "collisions": "reds", "both": "inferno"}
+STATE_COLOURS = {"cut": "#d62728", "degraded": "#ff7f0e"}
+ROLE_COLOURS = alt.Scale(domain=["robot", "controller", "switch", "service"],
+                         range=["#1f77b4", "#2ca02c", "#7f7f7f", "#9467bd"])
+
+
+def floor_heatmap(floor: pd.DataFrame, metric: str, paths: pd.DataFrame | None = None,
+                  deadlocks_at: pd.DataFrame | None = None) -> alt.Chart:
+    """Cells coloured by ``metric`` (blocked | collisions | both); shelves outlined,
+    goals marked, robots' paths on top. y grows downwards (row 0 at the top)."""
+    width, height = int(floor["x2"].max()), int(floor["y2"].max())
+    px = 28 if height <= 20 else 18
+    x = alt.X("x:Q", scale=alt.Scale(domain=[0, width], nice=False), axis=alt.Axis(title="x", tickMinStep=1))
+    y = alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True, nice=False), axis=alt.Axis(title="y (row)", tickMinStep=1))
+    base = alt.Chart(floor).encode(x=x, y=y, x2="x2:Q", y2="y2:Q")
+    heat = base.mark_rect(stroke="#ddd", strokeWidth=0.5).encode(
+        color=alt.Color(f"{metric}:Q", scale=alt.Scale(scheme=METRIC_COLOURS.get(metric, "oranges")),
+                        legend=alt.Legend(title=metric)),
+        tooltip=["x:Q", "y:Q", "cell:N", "blocked:Q", "collisions:Q"],
+    )
+    shelves = alt.Chart(floor[floor["cell"] == "shelf"]).mark_rect(
+        filled=False, stroke="#555", strokeWidth=1.2, opacity=0.9).encode(x=x, y=y, x2="x2:Q", y2="y2:Q")
+    goals_df = floor[floor["cell"] == "goal"].assign(gx=lambda d: d["x"] + 0.5, gy=lambda d: d["y"] + 0.5)
+    goals = alt.Chart(goals_df).mark_text(text="G", fontWeight="bold", color="#2ca02c", fontSize=14).encode(
+        x=alt.X("gx:Q", scale=alt.Scale(domain=[0, width], nice=False)),
+        y=alt.Y("gy:Q", scale=alt.Scale(domain=[0, height], reverse=True, nice=False)))
+    layers = [heat, shelves, goals]
+    if paths is not None and not paths.empty:
+        layers.append(alt.Chart(paths).mark_line(strokeWidth=2, opacity=0.75, interpolate="step-after").encode(
+            x=alt.X("cx:Q", scale=alt.Scale(domain=[0, width], nice=False)),
+            y=alt.Y("cy:Q", scale=alt.Scale(domain=[0, height], reverse=True, nice=False)),
+            color=alt.Color("robot:N", scale=alt.Scale(scheme="category10"), legend=alt.Legend(title="robot")),
+            order="t:Q", detail="robot:N", tooltip=["robot:N", "t:Q", "x:Q", "y:Q"]))
+    return alt.layer(*layers).resolve_scale(color="independent").properties(
+        width=px * width, height=px * height, title="blocked moves and collisions per cell")
+
+
+def deadlock_timeline(deadlocks: pd.DataFrame, faults: pd.DataFrame, t_end: float) -> alt.Chart:
+    """Deadlocks as ticks over time (one row per robot), fault windows as shaded spans."""
+    layers = []
+    if not faults.empty:
+        f = faults.assign(end=faults["end"].clip(upper=t_end))
+        layers.append(alt.Chart(f).mark_rect(opacity=0.18, color="#d62728").encode(
+            x=alt.X("start:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, t_end])),
+            x2="end:Q", tooltip=["fault:N", "target:N", "start:Q", "end:Q"]))
+    if not deadlocks.empty:
+        layers.append(alt.Chart(deadlocks).mark_tick(thickness=3, size=18).encode(
+            x=alt.X("t:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, t_end])),
+            y=alt.Y("agent:N", title=None), color=alt.Color("type:N", legend=alt.Legend(title="deadlock")),
+            tooltip=["t:Q", "agent:N", "type:N"]))
+    return alt.layer(*layers).properties(height=max(60, 22 * deadlocks["agent"].nunique() if not deadlocks.empty else 60),
+                                         title="deadlocks (ticks) and faults (shaded)")
+
+
+def timeseries(ts: pd.DataFrame, metric: str, colour: str = "run_id", faults: pd.DataFrame | None = None,
+               title: str | None = None) -> alt.Chart:
+    df = ts[ts["metric"] == metric]
+    line = alt.Chart(df).mark_line(point=len(df) < 80).encode(
+        x=alt.X("t:Q", title="simulated time (s)"), y=alt.Y("value:Q", title=metric),
+        color=alt.Color(f"{colour}:N", legend=alt.Legend(title=colour, orient="bottom")),
+        tooltip=[f"{colour}:N", "t:Q", "value:Q"])
+    layers = [line]
+    if faults is not None and not faults.empty:
+        t_end = float(df["t"].max()) if not df.empty else 1.0
+        f = faults.assign(end=faults["end"].clip(upper=t_end))
+        layers.insert(0, alt.Chart(f).mark_rect(opacity=0.15, color="#d62728").encode(
+            x="start:Q", x2="end:Q", tooltip=["fault:N", "target:N", "start:Q", "end:Q"]))
+    return alt.layer(*layers).properties(height=240, title=title or metric)
+
+
+def topology(nodes: pd.DataFrame, edges: pd.DataFrame, title: str = "") -> alt.Chart:
+    """Edges coloured by mean latency; cut edges red and dashed, degraded ones orange and dashed."""
+    ax = None
+    up = edges[edges["state"] == "up"]
+    layers = [alt.Chart(up).mark_rule(strokeWidth=3).encode(
+        x=alt.X("x:Q", axis=ax), y=alt.Y("y:Q", axis=ax), x2="x2:Q", y2="y2:Q",
+        color=alt.Color("latency_ms:Q", scale=alt.Scale(scheme="viridis"),
+                        legend=alt.Legend(title="mean latency (ms)")),
+        tooltip=["u:N", "v:N", alt.Tooltip("latency_ms:Q", format=".2f"), "sent:Q", "state:N"])]
+    for state, colour in STATE_COLOURS.items():
+        part = edges[edges["state"] == state]
+        if not part.empty:
+            layers.append(alt.Chart(part).mark_rule(strokeWidth=3.5, strokeDash=[6, 4], color=colour).encode(
+                x=alt.X("x:Q", axis=ax), y=alt.Y("y:Q", axis=ax), x2="x2:Q", y2="y2:Q",
+                tooltip=["u:N", "v:N", alt.Tooltip("latency_ms:Q", format=".2f"), "sent:Q", "state:N"]))
+    layers.append(alt.Chart(nodes).mark_circle(size=260, opacity=1, stroke="white", strokeWidth=1.5).encode(
+        x=alt.X("x:Q", axis=ax), y=alt.Y("y:Q", axis=ax),
+        fill=alt.Fill("role:N", scale=ROLE_COLOURS, legend=alt.Legend(title="role")), tooltip=["node:N", "role:N"]))
+    layers.append(alt.Chart(nodes).mark_text(dy=-14, fontSize=10).encode(x="x:Q", y="y:Q", text="node:N"))
+    return alt.layer(*layers).resolve_scale(color="independent").properties(height=460, title=title)
+
+
+def delay_histogram(delays: pd.DataFrame, title: str) -> alt.Chart:
+    df = delays.assign(delay_ms=delays["delay"] * 1e3)
+    hist = alt.Chart(df).mark_bar(opacity=0.75).encode(
+        x=alt.X("delay_ms:Q", bin=alt.Bin(maxbins=50), title="one-way delay (ms)"),
+        y=alt.Y("count():Q", title="messages", stack=None), color=alt.Color("link:N", legend=alt.Legend(orient="bottom")))
+    return hist.properties(height=260, title=title)
+
+
+def conservation_bar(df: pd.DataFrame) -> alt.Chart:
+    d = df.assign(side=df["side"].map({"in": "sent + duplicated", "out": "delivered + dropped + in flight"}))
+    return alt.Chart(d).mark_bar().encode(
+        y=alt.Y("side:N", title=None), x=alt.X("count:Q", title="messages", stack="zero"),
+        color=alt.Color("term:N", legend=alt.Legend(title="term", orient="bottom")),
+        tooltip=["term:N", "count:Q"]).properties(height=110, title="message conservation")
+
+
+def bands(df: pd.DataFrame, metric: str, x_title: str) -> alt.Chart:
+    d = df[df["metric"] == metric]
+    base = alt.Chart(d).encode(x=alt.X("x:Q", title=x_title), color=alt.Color("algo:N", legend=alt.Legend(orient="bottom")))
+    area = base.mark_area(opacity=0.22).encode(y=alt.Y("lo:Q", title=metric), y2="hi:Q")
+    line = base.mark_line().encode(y="mean:Q", tooltip=["algo:N", "x:Q", "mean:Q", "lo:Q", "hi:Q", "n:Q"])
+    return (area + line).properties(height=230, title=metric)
+
+
+def credit_bars(df: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("agent:N", title=None), y=alt.Y("mean(credit):Q", title="credit (last value, mean over seeds)"),
+        color="algo:N", xOffset="algo:N", tooltip=["algo:N", "agent:N", "mean(credit):Q", "count():Q"],
+    ).properties(height=230, title="per-agent credit")
+
+
+def compare_bars(df: pd.DataFrame) -> alt.Chart:
+    """Baseline and what-if side by side, one small panel per figure."""
+    long = df.melt(id_vars=["label"], value_vars=["baseline", "what_if"], var_name="run", value_name="value").dropna()
+    return alt.Chart(long).mark_bar().encode(
+        x=alt.X("run:N", title=None, axis=alt.Axis(labels=False, ticks=False)), y=alt.Y("value:Q", title=None),
+        color=alt.Color("run:N", scale=alt.Scale(domain=["baseline", "what_if"], range=["#9e9e9e", "#1f77b4"]),
+                        legend=alt.Legend(orient="bottom")),
+        column=alt.Column("label:N", title=None), tooltip=["label:N", "run:N", "value:Q"],
+    ).properties(width=70, height=160).resolve_scale(y="independent")
+
+
+def runs_bars(df: pd.DataFrame, metric: str) -> alt.Chart:
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("run_id:N", title=None, sort=None), y=alt.Y(f"{metric}:Q"), color="scenario:N",
+        tooltip=["run_id:N", "scenario:N", "seed:Q", "brain:N", f"{metric}:Q"]).properties(height=220, title=metric)

@@ -1,0 +1,103 @@
+"""Streamlit glue shared by the pages: cached reads, the run selection, empty states.
+
+Caching: the runs list is cached for a couple of seconds; every table read is
+cached on (store path, store version, table, runs), where the version
+(:func:`dashboards.data.store_version`) changes when a run starts or finishes
+and, while a run is still writing, every couple of seconds. So new runs show
+up by themselves and old results are not re-read on every click.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import data as D
+
+SELECTED = "selected_runs"  # session-state key shared by every page (not a widget key)
+
+
+@st.cache_data(ttl=2.0, show_spinner=False, max_entries=8)
+def _runs(path: str) -> list[dict]:
+    return D.list_runs(path)
+
+
+def runs() -> list[dict]:
+    """Every run in the store, newest first (a dead writer's run shows as 'crashed')."""
+    return _runs(D.store_path())
+
+
+def version(rs: list[dict] | None = None) -> tuple:
+    return D.store_version(runs() if rs is None else rs)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=64)
+def _table(path: str, ver: tuple, name: str, run_ids: tuple[str, ...] | None) -> pd.DataFrame:
+    return D.read_table(path, name, run_ids)
+
+
+def table(name: str, run_ids: list[str] | tuple[str, ...] | None = None, ver: tuple | None = None) -> pd.DataFrame:
+    ids = None if run_ids is None else tuple(sorted(run_ids))
+    return _table(D.store_path(), ver if ver is not None else version(), name, ids)
+
+
+def run_by_id(rs: list[dict], run_id: str | None) -> dict | None:
+    return next((r for r in rs if r["run_id"] == run_id), None)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def init_selection(rs: list[dict]) -> list[str]:
+    """The runs picked to compare: kept in session state, mirrored in the URL (``?runs=a,b``)."""
+    known = {r["run_id"] for r in rs}
+    if SELECTED not in st.session_state:
+        from_url = st.query_params.get("runs", "")
+        st.session_state[SELECTED] = [r for r in from_url.split(",") if r]
+    sel = [r for r in st.session_state[SELECTED] if r in known] if known else list(st.session_state[SELECTED])
+    st.session_state[SELECTED] = sel
+    sync_url()
+    return sel
+
+
+def sync_url() -> None:
+    sel = st.session_state.get(SELECTED) or []
+    if sel:
+        if st.query_params.get("runs") != ",".join(sel):
+            st.query_params["runs"] = ",".join(sel)
+    elif "runs" in st.query_params:
+        del st.query_params["runs"]
+
+
+def selected() -> list[str]:
+    return list(st.session_state.get(SELECTED) or [])
+
+
+def set_selected(ids: list[str]) -> None:
+    st.session_state[SELECTED] = list(ids)
+    sync_url()
+
+
+def pick_run(label: str, candidates: list[dict], key: str, help: str | None = None) -> dict | None:
+    """A selectbox over ``candidates``, starting at the first run picked on the Runs page."""
+    if not candidates:
+        return None
+    ids = [r["run_id"] for r in candidates]
+    sel = [i for i in selected() if i in ids]
+    if key in st.session_state and st.session_state[key] not in ids:
+        del st.session_state[key]
+    index = ids.index(sel[0]) if sel else 0
+    labels = {r["run_id"]: D.run_label(r) for r in candidates}
+    rid = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: labels.get(i, i), help=help)
+    return run_by_id(candidates, rid)
+
+
+def empty(message: str, hint: str | None = None) -> None:
+    st.info(message + (f"\n\n{hint}" if hint else ""), icon=":material/info:")
+
+
+def fmt(v, digits: int = 1, unit: str = "") -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}{unit}"
+    return f"{v:,}{unit}"

@@ -1,0 +1,458 @@
+"""The dashboard's data layer, without Streamlit: reads and the shaping of what pages show.
+
+Every read goes through :class:`desim.store.Store`, which opens the DuckDB
+catalog for a moment per call and reads bulk rows from Parquet parts, so the
+dashboard never holds a connection that would block a writer. The Streamlit
+caching wrappers live in :mod:`dashboards.common`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+DEFAULT_STORE = "runs/desim.duckdb"
+TRAIN_METRICS = ("return", "loss", "entropy", "value_error")
+RUN_KINDS = ("run", "train", "sweep")
+
+
+def store_path() -> str:
+    """The store the dashboard reads: ``$DESIM_STORE`` (set by ``desim dash``), else the default."""
+    return str(Path(os.environ.get("DESIM_STORE") or DEFAULT_STORE).expanduser().resolve())
+
+
+def _store(path: str):
+    from desim.store import Store
+
+    return Store(path)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def list_runs(path: str) -> list[dict]:
+    return _store(path).list_runs()
+
+
+def store_version(runs: Sequence[dict], now: float | None = None, live_every: float = 2.0) -> tuple:
+    """A cache key that changes when the store does: the run count, the newest start and
+    finish, the statuses; while a run is still writing, also a clock bucket of
+    ``live_every`` seconds (its rows grow without touching the catalog)."""
+    import time
+
+    running = tuple(sorted(r["run_id"] for r in runs if r.get("status") == "running"))
+    latest_start = max((str(r.get("started_at")) for r in runs), default="")
+    latest_finish = max((str(r.get("finished_at")) for r in runs if r.get("finished_at")), default="")
+    bucket = int((now if now is not None else time.time()) / live_every) if running else 0
+    return (len(runs), latest_start, latest_finish, running, bucket)
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _dropped_total(dropped: Any) -> int | None:
+    if isinstance(dropped, dict):
+        return int(sum(v for v in dropped.values() if isinstance(v, (int, float))))
+    return None
+
+
+def runs_frame(runs: Sequence[dict]) -> pd.DataFrame:
+    """One row per run with its headline figures (what the Runs page lists)."""
+    rows = []
+    for r in runs:
+        s = r.get("summary") or {}
+        rows.append({
+            "run_id": r["run_id"],
+            "kind": r.get("kind"),
+            "scenario": r.get("scenario"),
+            "seed": r.get("seed"),
+            "brain": r.get("brain"),
+            "status": r.get("status"),
+            "started_at": r.get("started_at"),
+            "duration_s": r.get("duration_s"),
+            "sim_time": s.get("sim_time"),
+            "robots": s.get("robots"),
+            "deliveries": s.get("deliveries"),
+            "throughput_per_hour": s.get("throughput_per_hour"),
+            "latency_p50": _get(s, "order_latency", "p50"),
+            "latency_p95": _get(s, "order_latency", "p95"),
+            "latency_p99": _get(s, "order_latency", "p99"),
+            "deadlocks": s.get("deadlocks"),
+            "collisions": s.get("collisions"),
+            "orders_failed": _dropped_total(_get(s, "orders", "failed")),
+            "msgs_sent": _get(s, "messages", "sent"),
+            "msgs_delivered": _get(s, "messages", "delivered"),
+            "msgs_dropped": _dropped_total(_get(s, "messages", "dropped")),
+            "tables": ",".join(sorted((r.get("tables") or {}).keys())),
+        })
+    cols = ["run_id", "kind", "scenario", "seed", "brain", "status", "started_at", "duration_s", "sim_time",
+            "robots", "deliveries", "throughput_per_hour", "latency_p50", "latency_p95", "latency_p99",
+            "deadlocks", "collisions", "orders_failed", "msgs_sent", "msgs_delivered", "msgs_dropped", "tables"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def has_table(run: dict, table: str) -> bool:
+    """Whether a run wrote ``table`` (finished runs list their tables; a running one may still)."""
+    tables = run.get("tables")
+    if tables:
+        return bool((tables.get(table) or {}).get("rows"))
+    return run.get("status") == "running"
+
+
+def is_warehouse(run: dict) -> bool:
+    s = run.get("summary") or {}
+    if "floor" in s:
+        return True
+    return has_table(run, "contention") and run.get("kind") == "run"
+
+
+def is_network(run: dict) -> bool:
+    return has_table(run, "net_links") and run.get("kind") == "run"
+
+
+def run_label(run: dict) -> str:
+    seed = run.get("seed")
+    brain = f" {run['brain']}" if run.get("brain") else ""
+    return f"{run['run_id']} · {run.get('scenario')} · seed {seed}{brain} · {run.get('status')}"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def read_table(path: str, name: str, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Rows of a run table as a DataFrame; an unknown table (nothing written yet) is empty."""
+    ids = list(run_ids) if run_ids is not None else None
+    if ids is not None and not ids:
+        return pd.DataFrame()
+    try:
+        tbl = _store(path).table(name, ids)
+    except KeyError:
+        return pd.DataFrame()
+    return tbl.to_pandas()
+
+
+# --------------------------------------------------------------------------- contention
+
+
+def floor_frame(contention: pd.DataFrame) -> pd.DataFrame:
+    """The floor's cells with x2/y2 for rectangles and the 'both' count."""
+    if contention.empty:
+        return contention
+    df = contention.copy()
+    if "cell" not in df:
+        df["cell"] = "highway"
+    df["cell"] = df["cell"].fillna("highway")
+    df["blocked"] = df["blocked"].fillna(0).astype(int)
+    df["collisions"] = df["collisions"].fillna(0).astype(int)
+    df["both"] = df["blocked"] + df["collisions"]
+    df["x2"] = df["x"] + 1
+    df["y2"] = df["y"] + 1
+    return df
+
+
+def path_frame(paths: pd.DataFrame, t0: float, t1: float, robots: Sequence[int] | None = None) -> pd.DataFrame:
+    """Robot positions within [t0, t1], cell centres, in time order (for line marks)."""
+    if paths.empty:
+        return paths
+    df = paths[(paths["t"] >= t0) & (paths["t"] <= t1)]
+    if robots is not None:
+        df = df[df["robot"].isin(list(robots))]
+    df = df.sort_values(["robot", "t"]).copy()
+    df["cx"] = df["x"] + 0.5
+    df["cy"] = df["y"] + 0.5
+    df["robot"] = df["robot"].astype(str)
+    return df
+
+
+def parse_detail(detail: Any) -> dict:
+    if isinstance(detail, dict):
+        return detail
+    if not detail:
+        return {}
+    try:
+        out = json.loads(detail)
+    except (TypeError, ValueError):
+        return {"text": str(detail)}
+    return out if isinstance(out, dict) else {"value": out}
+
+
+def deadlock_frame(events: pd.DataFrame) -> pd.DataFrame:
+    if events.empty:
+        return pd.DataFrame(columns=["t", "agent", "type"])
+    df = events[events["kind"] == "deadlock"].copy()
+    df["type"] = [parse_detail(d).get("type", "deadlock") for d in df["detail"]]
+    return df[["t", "agent", "type"]].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- faults & topology
+
+
+def fault_windows(events: pd.DataFrame | None, summary_faults: Sequence | None = None,
+                  end: float | None = None) -> pd.DataFrame:
+    """Fault intervals (fault, target, start, end) from ``fault_start``/``fault_end``/``fault_heal``
+    events (or the summary's ``faults`` list); a fault still active at the end runs to ``end``."""
+    log: list[tuple[float, str, str, str]] = []
+    if events is not None and not events.empty:
+        ev = events[events["kind"].astype(str).str.startswith("fault_")]
+        for t, kind, detail in zip(ev["t"], ev["kind"], ev["detail"]):
+            d = parse_detail(detail)
+            log.append((float(t), kind.removeprefix("fault_"), str(d.get("fault", "")), str(d.get("target", ""))))
+    elif summary_faults:
+        for item in summary_faults:
+            t, what, kind, target = (list(item) + ["", "", ""])[:4]
+            log.append((float(t), str(what), str(kind), str(target)))
+    log.sort(key=lambda x: x[0])
+    open_: list[dict] = []
+    out: list[dict] = []
+    for t, what, kind, target in log:
+        if what == "start":
+            open_.append({"fault": kind, "target": target, "start": t, "end": None})
+        elif what == "end":
+            for w in open_:
+                if w["fault"] == kind and w["target"] == target:
+                    w["end"] = t
+                    out.append(w)
+                    open_.remove(w)
+                    break
+        elif what == "heal":
+            for w in open_:
+                w["end"] = t
+                out.append(w)
+            open_ = []
+    for w in open_:
+        w["end"] = end if end is not None else math.inf
+        out.append(w)
+    out.sort(key=lambda w: w["start"])
+    return pd.DataFrame(out, columns=["fault", "target", "start", "end"])
+
+
+def active_faults(windows: pd.DataFrame, t: float) -> pd.DataFrame:
+    if windows.empty:
+        return windows
+    return windows[(windows["start"] <= t) & (t < windows["end"])]
+
+
+def _split_links(target: str, nodes: set[str]) -> list[tuple[str, str]]:
+    """'a-b,c-d' (names may hold '-') into node pairs known to the graph."""
+    out = []
+    for item in target.split(","):
+        parts = item.split("-")
+        for i in range(1, len(parts)):
+            u, v = "-".join(parts[:i]), "-".join(parts[i:])
+            if u in nodes and v in nodes:
+                out.append((u, v))
+                break
+    return out
+
+
+def edge_states(g: nx.Graph, active: pd.DataFrame) -> dict[frozenset, str]:
+    """'cut' | 'degraded' per undirected edge touched by the active faults.
+
+    isolate: every edge of the named nodes is cut; split/bridge: edges between nodes
+    of different groups (nodes in no group keep their links); flap: the named links
+    (down part of the time: cut); latency_spike/slow_link: the named links, or all, degraded.
+    """
+    states: dict[frozenset, str] = {}
+    nodes = set(g.nodes)
+    for fault, target in zip(active["fault"], active["target"]) if not active.empty else ():
+        if fault == "isolate":
+            for n in target.split(","):
+                if n in g:
+                    for u, v in g.edges(n):
+                        states[frozenset((u, v))] = "cut"
+        elif fault in ("split", "bridge"):
+            groups = [set(x.strip() for x in grp.split(",") if x.strip()) for grp in target.split("|")]
+            where = {n: i for i, grp in enumerate(groups) for n in grp}
+            for u, v in g.edges:
+                if u in where and v in where and where[u] != where[v]:
+                    states[frozenset((u, v))] = "cut"
+        elif fault == "flap":
+            for u, v in _split_links(target, nodes):
+                states[frozenset((u, v))] = "cut"
+        elif fault in ("latency_spike", "slow_link"):
+            edges = list(g.edges) if target in ("all", "") else _split_links(target, nodes)
+            for u, v in edges:
+                states.setdefault(frozenset((u, v)), "degraded")
+    return states
+
+
+ROLE_BY_PREFIX = (("robot-", "robot"), ("zone-", "controller"), ("core", "switch"))
+
+
+def _role(name: str) -> str:
+    for prefix, role in ROLE_BY_PREFIX:
+        if name.startswith(prefix):
+            return role
+    return "service"
+
+
+def topology(links: pd.DataFrame, scenario_text: str | None = None) -> nx.Graph:
+    """The run's network: edges from its per-link table, node roles from the scenario
+    (rebuilt with :func:`desim.runner.build_graph`) or, failing that, from node names.
+    Edge ``latency`` is the mean measured one-way delay over both directions (the
+    expected delay where no message crossed)."""
+    g = nx.Graph()
+    roles: dict[str, str] = {}
+    if scenario_text:
+        try:
+            from desim.runner import build_graph
+            from desim.scenario import parse
+
+            sg = build_graph(parse(scenario_text))
+            roles = {n: d.get("role", "") for n, d in sg.nodes(data=True)}
+            g.add_nodes_from(sg.nodes)
+            g.add_edges_from(sg.edges)
+        except Exception:  # a scenario the current code no longer parses: fall back to the links
+            roles = {}
+    if not links.empty:
+        for row in links.itertuples(index=False):
+            u, v = str(row.src), str(row.dst)
+            g.add_edge(u, v)
+            d = g.edges[u, v]
+            mean = getattr(row, "mean_delay", None)
+            exp = getattr(row, "expected_delay", None)
+            val = mean if mean is not None and not pd.isna(mean) else exp
+            if val is not None and not pd.isna(val):
+                d.setdefault("delays", []).append(float(val))
+            d["sent"] = d.get("sent", 0) + int(getattr(row, "sent", 0) or 0)
+    for u, v, d in g.edges(data=True):
+        vals = d.pop("delays", [])
+        d["latency"] = float(np.mean(vals)) if vals else None
+    for n in g.nodes:
+        g.nodes[n]["role"] = roles.get(n) or _role(str(n))
+    return g
+
+
+def layout(g: nx.Graph) -> dict[str, tuple[float, float]]:
+    """Node positions: Kamada-Kawai (deterministic; spring layout if SciPy is missing)."""
+    if g.number_of_nodes() == 0:
+        return {}
+    try:
+        pos = nx.kamada_kawai_layout(g)
+    except Exception:
+        pos = nx.spring_layout(g, seed=1)
+    return {str(n): (float(p[0]), float(p[1])) for n, p in pos.items()}
+
+
+def topology_frames(g: nx.Graph, pos: dict, states: dict[frozenset, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(nodes, edges) DataFrames to draw: positions, roles, latency (ms), state."""
+    nodes = pd.DataFrame([{"node": str(n), "role": d.get("role", ""), "x": pos[str(n)][0], "y": pos[str(n)][1]}
+                          for n, d in g.nodes(data=True)], columns=["node", "role", "x", "y"])
+    edges = []
+    for u, v, d in g.edges(data=True):
+        lat = d.get("latency")
+        edges.append({"u": str(u), "v": str(v), "x": pos[str(u)][0], "y": pos[str(u)][1],
+                      "x2": pos[str(v)][0], "y2": pos[str(v)][1],
+                      "latency_ms": None if lat is None else lat * 1e3, "sent": d.get("sent", 0),
+                      "state": states.get(frozenset((u, v)), "up")})
+    return nodes, pd.DataFrame(edges, columns=["u", "v", "x", "y", "x2", "y2", "latency_ms", "sent", "state"])
+
+
+def conservation(summary: dict) -> pd.DataFrame | None:
+    """The message balance as rows (term, count, side): sent + duplicated on one side,
+    delivered + each drop reason + in flight on the other."""
+    m = (summary or {}).get("messages")
+    if not isinstance(m, dict) or "sent" not in m:
+        return None
+    rows = [("sent", int(m.get("sent", 0)), "in"), ("duplicated", int(m.get("duplicated", 0) or 0), "in"),
+            ("delivered", int(m.get("delivered", 0)), "out")]
+    for reason, n in sorted((m.get("dropped") or {}).items()):
+        rows.append((f"dropped: {reason}", int(n), "out"))
+    rows.append(("in flight", int(m.get("in_flight", 0) or 0), "out"))
+    return pd.DataFrame(rows, columns=["term", "count", "side"])
+
+
+def conservation_ok(df: pd.DataFrame) -> bool:
+    return int(df.loc[df.side == "in", "count"].sum()) == int(df.loc[df.side == "out", "count"].sum())
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def curve_bands(curves: pd.DataFrame, x: str = "step", band: str = "minmax", points: int = 200) -> pd.DataFrame:
+    """Mean and a band across seeds (runs) per (algo, metric) against ``x`` ('step' or 'wall_s').
+
+    Each run's curve is interpolated onto a common grid over the range every run
+    covers so far; grid points beyond a run's last logged x are left to the runs
+    that reach them. ``band``: 'minmax' or 'std' (mean ± one standard deviation).
+    """
+    cols = ["algo", "metric", "x", "mean", "lo", "hi", "n"]
+    if curves.empty or x not in curves:
+        return pd.DataFrame(columns=cols)
+    df = curves.dropna(subset=[x, "value"]).copy()
+    df["algo"] = df["algo"].fillna("?") if "algo" in df else "?"
+    out = []
+    for (algo, metric), grp in df.groupby(["algo", "metric"], sort=True):
+        runs = [r.sort_values(x) for _, r in grp.groupby("run_id")]
+        lo_x, hi_x = float(grp[x].min()), float(grp[x].max())
+        grid = np.linspace(lo_x, hi_x, points) if hi_x > lo_x else np.array([lo_x])
+        mat = np.full((len(runs), grid.size), np.nan)
+        for i, r in enumerate(runs):
+            xs, ys = r[x].to_numpy(float), r["value"].to_numpy(float)
+            inside = (grid >= xs[0]) & (grid <= xs[-1])
+            mat[i, inside] = np.interp(grid[inside], xs, ys)
+        n = np.sum(~np.isnan(mat), axis=0)
+        keep = n > 0
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(mat[:, keep], axis=0)
+            if band == "std":
+                sd = np.nanstd(mat[:, keep], axis=0)
+                lo, hi = mean - sd, mean + sd
+            else:
+                lo, hi = np.nanmin(mat[:, keep], axis=0), np.nanmax(mat[:, keep], axis=0)
+        out.append(pd.DataFrame({"algo": algo, "metric": metric, "x": grid[keep], "mean": mean,
+                                 "lo": lo, "hi": hi, "n": n[keep]}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+
+
+_CREDIT = re.compile(r"^credit/(.+)$")
+
+
+def credit_frame(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per-agent credit (metrics ``credit/<agent>``): each run's last value, per algo and agent."""
+    if curves.empty:
+        return pd.DataFrame(columns=["algo", "agent", "run_id", "credit"])
+    df = curves[curves["metric"].astype(str).str.startswith("credit/")]
+    if df.empty:
+        return pd.DataFrame(columns=["algo", "agent", "run_id", "credit"])
+    last = df.sort_values("step").groupby(["run_id", "metric"], as_index=False).last()
+    last["agent"] = [_CREDIT.match(m).group(1) for m in last["metric"]]
+    last["algo"] = last["algo"].fillna("?")
+    return last.rename(columns={"value": "credit"})[["algo", "agent", "run_id", "credit"]]
+
+
+# --------------------------------------------------------------------------- what-if comparison
+
+
+HEADLINES = (
+    ("throughput_per_hour", "throughput / h", ("throughput_per_hour",), False),
+    ("deliveries", "deliveries", ("deliveries",), False),
+    ("latency_p50", "latency p50 (s)", ("order_latency", "p50"), True),
+    ("latency_p95", "latency p95 (s)", ("order_latency", "p95"), True),
+    ("latency_p99", "latency p99 (s)", ("order_latency", "p99"), True),
+    ("deadlocks", "deadlocks", ("deadlocks",), True),
+    ("collisions", "collisions", ("collisions",), True),
+)
+
+
+def compare(baseline: dict, variant: dict) -> pd.DataFrame:
+    """Headline figures of two summaries side by side with the difference
+    (``lower_better`` says which way is an improvement)."""
+    rows = []
+    for key, label, path, lower in HEADLINES:
+        b, v = _get(baseline, *path), _get(variant, *path)
+        diff = (v - b) if isinstance(b, (int, float)) and isinstance(v, (int, float)) else None
+        rows.append({"metric": key, "label": label, "baseline": b, "what_if": v, "diff": diff, "lower_better": lower})
+    return pd.DataFrame(rows)

@@ -1,0 +1,87 @@
+"""Contention: the warehouse floor as a heatmap, robots' paths, deadlocks on a timeline, throughput."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import charts as K
+from dashboards import common as C
+from dashboards import data as D
+
+st.title("Contention")
+rs = C.runs()
+wh = [r for r in rs if D.is_warehouse(r)]
+if not wh:
+    C.empty("No warehouse runs in this store yet.",
+            "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.")
+    st.stop()
+
+run = C.pick_run("Run", wh, key="contention_run")
+rid = run["run_id"]
+ver = C.version(rs)
+s = run.get("summary") or {}
+floor = D.floor_frame(C.table("contention", [rid], ver))
+if floor.empty:
+    C.empty(f"Run `{rid}` has no floor data yet" + (" (still running)." if run.get("status") == "running" else "."))
+    st.stop()
+
+m = st.columns(6)
+m[0].metric("Deliveries", C.fmt(s.get("deliveries")))
+m[1].metric("Throughput / h", C.fmt(s.get("throughput_per_hour")))
+m[2].metric("Blocked moves", f"{int(floor['blocked'].sum()):,}")
+m[3].metric("Collisions", f"{int(floor['collisions'].sum()):,}")
+m[4].metric("Deadlocks", C.fmt(s.get("deadlocks")))
+m[5].metric("Order latency p95", C.fmt((s.get("order_latency") or {}).get("p95"), 1, " s"))
+
+paths = C.table("paths", [rid], ver)
+t_end = float(s.get("sim_time") or (paths["t"].max() if not paths.empty else 0) or 1.0)
+left, right = st.columns([3, 2])
+with right:
+    metric = st.radio("Colour cells by", ["blocked", "collisions", "both"], horizontal=True, key="contention_metric",
+                      format_func={"blocked": "blocked moves", "collisions": "collisions", "both": "both"}.get)
+    show_paths = st.toggle("Robots' paths", value=True, key="contention_paths")
+    if show_paths and not paths.empty:
+        robots = sorted(int(r) for r in paths["robot"].unique())
+        chosen = st.multiselect("Robots", robots, default=robots, key="contention_robots")
+        window = st.slider("Path time window (s)", 0.0, t_end, (0.0, min(t_end, 120.0)), step=max(1.0, t_end / 200),
+                           key="contention_window")
+        p = D.path_frame(paths, window[0], window[1], chosen)
+        st.caption(f"{len(p):,} moves of {len(chosen)} robots between {window[0]:.0f} s and {window[1]:.0f} s "
+                   "(paths are recorded for robots 0–7).")
+    else:
+        p = None
+        if show_paths:
+            st.caption("This run recorded no paths.")
+    fl = s.get("floor") or {}
+    if fl:
+        st.caption(f"Floor `{fl.get('name')}`: {fl.get('width')}×{fl.get('height')} cells, {fl.get('shelves')} shelves "
+                   f"(outlined), {fl.get('goals')} goals (G); {s.get('robots', '?')} robots, "
+                   f"brain `{s.get('brain', run.get('brain'))}`, tempo `{s.get('tempo', '?')}`.")
+with left:
+    st.altair_chart(K.floor_heatmap(floor, metric, p))
+
+events = C.table("events", [rid], ver)
+deadlocks = D.deadlock_frame(events)
+faults = D.fault_windows(events, s.get("faults"), end=t_end)
+st.subheader("Deadlocks and faults over time")
+if deadlocks.empty and faults.empty:
+    st.caption("No deadlocks and no faults in this run.")
+else:
+    st.altair_chart(K.deadlock_timeline(deadlocks, faults, t_end), width="stretch")
+    if not deadlocks.empty:
+        by = deadlocks.groupby("type").size()
+        st.caption("Deadlocks: " + ", ".join(f"{n} {k.replace('_', '-')}" for k, n in by.items())
+                   + ". A wait-for cycle is robots waiting on each other; 'stuck' is a robot with work that has not moved.")
+
+st.subheader("Over time")
+ts_runs = [rid] + [r for r in C.selected() if r != rid and D.is_warehouse(C.run_by_id(rs, r) or {})]
+ts = C.table("timeseries", ts_runs, ver)
+if ts.empty:
+    st.caption("This run recorded no time series.")
+else:
+    names = sorted(ts["metric"].unique())
+    default = names.index("throughput_per_hour") if "throughput_per_hour" in names else 0
+    which = st.selectbox("Series", names, index=default, key="contention_series")
+    if len(ts_runs) > 1:
+        st.caption("With the other warehouse runs picked on the Runs page.")
+    st.altair_chart(K.timeseries(ts, which, faults=faults if len(ts_runs) == 1 else None,
+                                 title=f"{which} (sampled every window; faults shaded)"), width="stretch")

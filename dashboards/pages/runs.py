@@ -1,0 +1,91 @@
+"""Runs: every run in the store with its headline figures; filter, and pick runs to compare."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import charts as K
+from dashboards import common as C
+from dashboards import data as D
+
+st.title("Runs")
+rs = C.runs()
+if not rs:
+    C.empty("No runs in this store yet.",
+            "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`, "
+            "or start the dashboard on another store with `desim dash --store PATH`.")
+    st.stop()
+
+df = D.runs_frame(rs)
+f1, f2, f3 = st.columns(3)
+kinds = f1.multiselect("Kind", sorted(df["kind"].dropna().unique()), key="runs_kind", placeholder="all kinds")
+scen = f2.multiselect("Scenario", sorted(df["scenario"].dropna().unique()), key="runs_scenario",
+                      placeholder="all scenarios")
+stat = f3.multiselect("Status", sorted(df["status"].dropna().unique()), key="runs_status", placeholder="all statuses")
+shown = df
+if kinds:
+    shown = shown[shown["kind"].isin(kinds)]
+if scen:
+    shown = shown[shown["scenario"].isin(scen)]
+if stat:
+    shown = shown[shown["status"].isin(stat)]
+
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Runs shown", f"{len(shown)} of {len(df)}")
+m2.metric("Complete", int((shown["status"] == "complete").sum()))
+m3.metric("Running", int((shown["status"] == "running").sum()))
+m4.metric("Failed / crashed / interrupted", int(shown["status"].isin(["failed", "crashed", "interrupted"]).sum()))
+
+# drop columns no shown run has (a store of network runs has no deliveries)
+table = shown.drop(columns=[c for c in shown.columns if shown[c].isna().all() and c not in ("run_id", "brain")])
+st.dataframe(
+    table, hide_index=True, width="stretch", key="runs_table",
+    column_config={
+        "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "duration_s": st.column_config.NumberColumn("wall s", format="%.1f"),
+        "throughput_per_hour": st.column_config.NumberColumn("throughput/h", format="%.1f"),
+        "latency_p50": st.column_config.NumberColumn("lat p50 s", format="%.1f"),
+        "latency_p95": st.column_config.NumberColumn("lat p95 s", format="%.1f"),
+        "latency_p99": st.column_config.NumberColumn("lat p99 s", format="%.1f"),
+    },
+)
+
+st.subheader("Compare")
+ids = list(shown["run_id"])
+current = [r for r in C.selected() if r in set(df["run_id"])]
+options = ids + [r for r in current if r not in ids]  # a picked run stays picked while filtered out
+labels = {r["run_id"]: D.run_label(r) for r in rs}
+st.session_state["runs_compare"] = current  # the widget shows the shared selection, whatever page set it
+
+
+def _changed() -> None:
+    C.set_selected(st.session_state["runs_compare"])
+
+
+st.multiselect("Runs to compare (shared with the other pages)", options, key="runs_compare",
+               format_func=lambda i: labels.get(i, i), on_change=_changed,
+               placeholder="pick runs; Contention and Network open the first one")
+picked = df[df["run_id"].isin(C.selected())]
+if picked.empty:
+    st.caption("Pick runs above to compare their headline figures.")
+else:
+    figures = [c for c in ("throughput_per_hour", "deliveries", "latency_p95", "deadlocks", "collisions", "msgs_dropped")
+               if picked[c].notna().any()]
+    st.dataframe(picked.set_index("run_id")[["scenario", "seed", "brain", "status"] + figures].T,
+                 width="stretch", key="runs_compare_table")
+    cols = st.columns(3)
+    for i, metric in enumerate(figures):
+        cols[i % 3].altair_chart(K.runs_bars(picked, metric), width="stretch")
+
+with st.expander("Run details"):
+    rid = st.selectbox("Run", list(df["run_id"]), format_func=lambda i: labels.get(i, i), key="runs_detail")
+    run = C.run_by_id(rs, rid)
+    if run is not None:
+        a, b = st.columns(2)
+        a.markdown("**summary**")
+        a.json(run.get("summary") or {}, expanded=False)
+        b.markdown("**config**")
+        b.json(run.get("config") or {}, expanded=False)
+        if run.get("reason"):
+            st.error(run["reason"])
+        if run.get("scenario_text"):
+            st.code(run["scenario_text"], language="toml")

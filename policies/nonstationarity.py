@@ -1,0 +1,211 @@
+"""Tools against the nonstationarity of learning among learners, each a config switch.
+
+In a multi-agent learner every agent's world includes the other agents'
+policies, which change as they learn. These pieces let a learner (any of
+them: plain classes and functions, no learner imports) damp or expose that:
+
+- ``RewardNormalizer`` (switch ``reward_norm``): one running mean/std over all
+  agents' rewards, so every agent's reward is scaled alike and the scale does
+  not drift with who happens to be delivering.
+- the staleness filter (switch ``max_staleness``) lives in ``policies.replay``.
+- ``RoleRotation`` (switch ``role_rotation``): agent ids permuted per episode,
+  applied consistently to the id one-hots (via the row order), the state's
+  per-robot blocks, actions and rewards, and undone before actions reach the
+  robots; a shared policy cannot overfit to an index.
+- ``PolicyVersions`` (switch ``adoption_lag``): each agent picks up a newly
+  published policy version after a random lag (exponential, mean in steps or
+  simulated seconds), as in a rollout to a real fleet; ``grouped_forward``
+  runs a batch whose rows use different versions with one forward pass per
+  version group.
+
+Usage by a learner (what ``policies.value_decomposition`` and ``policies.coma`` do)::
+
+    versions = PolicyVersions(n_envs, n_agents, mean_lag=cfg.adoption_lag, seed=seed)
+    versions.publish(0, net)                    # the initial parameters
+    ...
+    now = adoption_clock(venv, t, cfg.adoption_clock)   # (E,) steps or sim seconds
+    v = versions.advance(now)                   # (E, N): version each agent runs
+    logits = grouped_forward(net, versions.snapshots, v.reshape(-1), x)
+    ...                                         # after a gradient update:
+    versions.publish(policy_version, net, now)
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from policies.common import RunningMeanStd
+
+
+class RewardNormalizer:
+    """Running mean/std of every agent's reward pooled into one statistic.
+
+    ``update(rewards)`` takes any array of rewards (e.g. ``(E, N)``; an
+    optional boolean ``where`` picks the entries that count) and folds every
+    entry in. ``__call__(rewards)`` scales by the running std; with
+    ``center=True`` it also subtracts the running mean (off by default: a
+    shifted reward turns "nothing happened" into a penalty or a bonus, which
+    changes the task where episodes have ends).
+    """
+
+    def __init__(self, center: bool = False):
+        self.rms = RunningMeanStd(())
+        self.center = center
+
+    def update(self, rewards, where=None) -> None:
+        r = np.asarray(rewards, dtype=np.float64)
+        r = r[np.asarray(where, dtype=bool)] if where is not None else r.reshape(-1)
+        if r.size:
+            self.rms.update(r)
+
+    def __call__(self, rewards):
+        mean = float(self.rms.mean) if self.center else 0.0
+        return (rewards - mean) / float(self.rms.std)
+
+    def state_dict(self) -> dict:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, d: dict) -> None:
+        self.rms.load_state_dict(d)
+
+
+class RoleRotation:
+    """A permutation of roles per episode and env copy.
+
+    ``perm[e, robot]`` is the role robot ``robot`` plays in env copy ``e``'s
+    current episode; a learner's arrays are kept in role order (row ``k`` is
+    the robot playing role ``k``, and its agent-id one-hot is ``k``).
+    ``to_roles`` reorders a robot-indexed axis into role order,
+    ``to_robots`` undoes it (actions go back to the robots that chose them).
+    ``enabled=False`` keeps the identity, so a learner calls it unconditionally.
+    """
+
+    def __init__(self, n_envs: int, n_agents: int, enabled: bool = True, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.enabled = enabled
+        self.perm = np.tile(np.arange(n_agents), (n_envs, 1))
+        self.inv = self.perm.copy()  # inv[e, role] = robot
+        for e in range(n_envs):
+            self.new_episode(e)
+
+    def new_episode(self, e: int) -> None:
+        """Draw env copy ``e``'s permutation for its next episode."""
+        n = self.perm.shape[1]
+        p = self.rng.permutation(n) if self.enabled else np.arange(n)
+        self.perm[e] = p
+        self.inv[e] = np.argsort(p)
+
+    def to_roles(self, x: np.ndarray) -> np.ndarray:
+        """``x (E, N, ...)`` indexed by robot -> indexed by role."""
+        return np.take_along_axis(x, self._idx(self.inv, x), axis=1)
+
+    def to_robots(self, x: np.ndarray) -> np.ndarray:
+        """``x (E, N, ...)`` indexed by role -> indexed by robot."""
+        return np.take_along_axis(x, self._idx(self.perm, x), axis=1)
+
+    def state_to_roles(self, state: np.ndarray) -> np.ndarray:
+        """A global state made of one equal block per robot (``(E, N*B)``), blocks put in role order.
+        A state that does not split into ``N`` equal blocks is returned unchanged."""
+        E, S = state.shape
+        n = self.perm.shape[1]
+        if S % n:
+            return state
+        return self.to_roles(state.reshape(E, n, S // n)).reshape(E, S)
+
+    @staticmethod
+    def _idx(order: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return order.reshape(order.shape + (1,) * (x.ndim - 2))
+
+
+def adoption_clock(venv, steps_taken: np.ndarray, clock: str) -> np.ndarray:
+    """Per env copy, the time on which adoption lags are measured: ``steps`` (the copy's
+    vector steps so far, ``steps_taken``) or ``seconds`` (its simulated time;
+    episodes restart the clock, which only matters for lags spanning a reset)."""
+    if clock == "steps":
+        return np.asarray(steps_taken, dtype=np.float64)
+    if clock == "seconds":
+        return np.array([float(env.sim.now) for env in venv.envs])
+    raise ValueError(f"adoption clock must be 'steps' or 'seconds', got {clock!r}")
+
+
+class PolicyVersions:
+    """Which policy version each agent runs while new versions roll out with a lag.
+
+    ``publish(version, module, now)`` snapshots ``module``'s parameters as
+    ``version`` and gives every agent (``(E, N)``: env copy x agent) an
+    adoption time ``now + Exp(mean_lag)`` (``now``: scalar or ``(E,)``);
+    ``advance(now)`` switches each agent whose time has come to the newest
+    version it is due for and returns the ``(E, N)`` versions in use.
+
+    Guarantees: an agent's version never decreases; with ``mean_lag`` 0 (or
+    None) every agent switches at the publish itself; only the last
+    ``history`` snapshots are kept, and an agent whose version falls out of
+    the history is moved up to the oldest kept one (so the fleet never runs
+    more than ``history`` versions).
+    """
+
+    def __init__(self, n_envs: int, n_agents: int, mean_lag: float | None = 0.0, history: int = 4, seed: int = 0):
+        self.mean_lag = float(mean_lag or 0.0)
+        self.history = history
+        self.rng = np.random.default_rng(seed)
+        self.current = np.full((n_envs, n_agents), -1, dtype=np.int64)
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
+        # pending[v] = (E, N) adoption times of version v
+        self.pending: dict[int, np.ndarray] = {}
+
+    def publish(self, version: int, module: nn.Module, now=0.0) -> None:
+        self.snapshots[version] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        shape = self.current.shape
+        lag = self.rng.exponential(self.mean_lag, size=shape) if self.mean_lag > 0 else np.zeros(shape)
+        self.pending[version] = np.broadcast_to(np.asarray(now, dtype=np.float64).reshape(-1, 1), shape) + lag
+        for v in sorted(self.snapshots)[: -self.history]:
+            del self.snapshots[v]
+            self.pending.pop(v, None)
+        oldest = min(self.snapshots)
+        self.current = np.where(self.current < oldest, np.where(self.current < 0, self.current, oldest), self.current)
+        if self.mean_lag <= 0:
+            self.advance(now)
+
+    def advance(self, now) -> np.ndarray:
+        """Adopt every version whose time has come (the newest wins); returns ``(E, N)`` versions."""
+        now = np.broadcast_to(np.asarray(now, dtype=np.float64).reshape(-1, 1), self.current.shape)
+        for v in sorted(self.pending):
+            due = (self.pending[v] <= now) & (self.current < v)
+            self.current = np.where(due, v, self.current)
+        for v in [v for v in self.pending if (self.current >= v).all()]:
+            del self.pending[v]  # everyone is at or past it
+        return self.current.copy()
+
+    def module(self, base: nn.Module, version: int) -> nn.Module:
+        """A copy of ``base`` holding ``version``'s parameters (for evaluation or export)."""
+        m = copy.deepcopy(base)
+        m.load_state_dict(self.snapshots[version])
+        return m
+
+
+def grouped_forward(module: nn.Module, snapshots: dict[int, dict[str, torch.Tensor]],
+                    versions, x: torch.Tensor) -> torch.Tensor:
+    """``module`` applied to each row of ``x`` with that row's version's parameters.
+
+    ``versions`` (``(B,)``) names a snapshot per row; rows sharing a version go
+    through one forward pass (``torch.func.functional_call``), and outputs come
+    back in row order. Versions missing from ``snapshots`` use ``module``'s
+    live parameters.
+    """
+    versions = np.asarray(versions).reshape(-1)
+    groups = np.unique(versions)
+    if len(groups) == 1 and int(groups[0]) not in snapshots:
+        return module(x)
+    out = None
+    for v in groups:
+        rows = torch.as_tensor(np.flatnonzero(versions == v), device=x.device)
+        params = snapshots.get(int(v))
+        y = module(x[rows]) if params is None else functional_call(module, params, (x[rows],))
+        if out is None:
+            out = y.new_empty((x.shape[0],) + y.shape[1:])
+        out[rows] = y
+    return out
