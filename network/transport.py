@@ -1,7 +1,9 @@
 """The network: carries messages hop by hop over a topology of links."""
 from __future__ import annotations
 
+import heapq
 import itertools
+import math
 from collections import Counter
 from dataclasses import replace
 
@@ -35,6 +37,7 @@ class Network:
             spec = data.get("link") or default_link
             for a, b in ((u, v), (v, u)):
                 self.links[a, b] = Link(a, b, spec, sim.rng.stream(f"link:{a}->{b}"), record_delays)
+        self._adj = {n: sorted(graph.neighbors(n)) for n in graph.nodes}
         self.retry_interval, self.retry_budget = retry_interval, retry_budget
         self.jitter_enabled, self.jitter_alpha = jitter_buffer, jitter_alpha
         self.jitter: dict[tuple[str, str], JitterBuffer] = {}
@@ -129,15 +132,30 @@ class Network:
         return table.get(node)
 
     def _routes_to(self, dst: str) -> dict[str, str]:
-        cut = self.cut
-        view = nx.subgraph_view(self.graph, filter_edge=lambda u, v: frozenset((u, v)) not in cut)
-        links = self.links
-
-        def weight(u, v, _d):
-            return links[u, v].expected_latency + 1e-9  # tiny hop cost breaks ties toward fewer hops
-
-        paths = nx.single_source_dijkstra_path(view, dst, weight=weight)
-        return {node: path[-2] for node, path in paths.items() if len(path) > 1}
+        """Dijkstra from ``dst`` over uncut links, weighted by expected latency:
+        for every node, its next hop towards ``dst``."""
+        cut, links, adj = self.cut, self.links, self._adj
+        best = {dst: 0.0}
+        nxt: dict[str, str] = {}
+        heap = [(0.0, 0, dst)]
+        tie = 1
+        done = set()
+        while heap:
+            d, _t, v = heapq.heappop(heap)
+            if v in done:
+                continue
+            done.add(v)
+            for u in adj[v]:
+                if u in done or (cut and frozenset((u, v)) in cut):
+                    continue
+                # a tiny per-hop cost breaks ties toward fewer hops
+                nd = d + links[u, v].expected_latency + 1e-9
+                if nd < best.get(u, math.inf):
+                    best[u] = nd
+                    nxt[u] = v
+                    heapq.heappush(heap, (nd, tie, u))
+                    tie += 1
+        return nxt
 
     def path(self, src: str, dst: str) -> list[str] | None:
         out, node = [src], src

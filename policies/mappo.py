@@ -130,10 +130,10 @@ class MAPPO:
         return np.broadcast_to(state[:, None, :], (state.shape[0], obs.shape[1], state.shape[1]))
 
     def _with_ids(self, x: np.ndarray, agent_ids: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        x = torch.as_tensor(np.array(x, dtype=np.float32), device=self.device)
         if not self.cfg.agent_ids:
             return x
-        ids = torch.as_tensor(np.asarray(agent_ids, dtype=np.int64), device=self.device)
+        ids = torch.as_tensor(np.array(agent_ids, dtype=np.int64), device=self.device)
         return torch.cat([x, F.one_hot(ids, self.info.n_agents).float()], dim=-1)
 
     def _grid_ids(self, E: int) -> np.ndarray:

@@ -142,7 +142,8 @@ class PolicyVersions:
     version it is due for and returns the ``(E, N)`` versions in use.
 
     Guarantees: an agent's version never decreases; with ``mean_lag`` 0 (or
-    None) every agent switches at the publish itself; only the last
+    None) every agent switches at the publish itself; the first version
+    published is adopted at once by everyone; only the last
     ``history`` snapshots are kept, and an agent whose version falls out of
     the history is moved up to the oldest kept one (so the fleet never runs
     more than ``history`` versions).
@@ -165,8 +166,8 @@ class PolicyVersions:
         for v in sorted(self.snapshots)[: -self.history]:
             del self.snapshots[v]
             self.pending.pop(v, None)
-        oldest = min(self.snapshots)
-        self.current = np.where(self.current < oldest, np.where(self.current < 0, self.current, oldest), self.current)
+        self.current[self.current < 0] = version  # a fleet starts on the first version published
+        self.current = np.maximum(self.current, min(self.snapshots))
         if self.mean_lag <= 0:
             self.advance(now)
 

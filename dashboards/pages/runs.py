@@ -70,7 +70,7 @@ if picked.empty:
 else:
     figures = [c for c in ("throughput_per_hour", "deliveries", "latency_p95", "deadlocks", "collisions", "msgs_dropped")
                if picked[c].notna().any()]
-    st.dataframe(picked.set_index("run_id")[["scenario", "seed", "brain", "status"] + figures].T,
+    st.dataframe(picked[["run_id", "scenario", "seed", "brain", "status"] + figures], hide_index=True,
                  width="stretch", key="runs_compare_table")
     cols = st.columns(3)
     for i, metric in enumerate(figures):

@@ -142,8 +142,10 @@ class WarehouseModel:
         if task < 0 and f._carry[i] < 0:
             req = f._queue[f._queue >= 0]
             if req.size:
-                busy = np.concatenate([self.tasks[self.tasks >= 0], f._carry[f._carry >= 0]])
-                free = req[~np.isin(req, busy)]
+                busy = np.zeros(f.n_shelves, dtype=bool)
+                busy[self.tasks[self.tasks >= 0]] = True
+                busy[f._carry[f._carry >= 0]] = True
+                free = req[~busy[req]]
                 if free.size:
                     W = f.width
                     here = int(f._cell[i])

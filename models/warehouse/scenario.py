@@ -41,6 +41,8 @@ class OrdersCfg(_Strict):
 class WarehouseCfg(_Strict):
     size: Literal["tiny", "small", "medium", "large"] | None = "tiny"
     map: str | None = Field(None, description="ASCII map file (x shelf, g goal, . highway); overrides size")
+    shelf_columns: int | None = Field(None, ge=1, description="custom rware floor: shelf columns (odd); overrides size")
+    shelf_rows: int | None = Field(None, ge=1, description="custom rware floor: shelf rows; with shelf_columns")
     column_height: int = Field(8, ge=1)
     robots: int = Field(2, ge=1)
     zones: int = Field(1, ge=1)
@@ -86,6 +88,12 @@ def layout_of(cfg: WarehouseCfg, file: str = "<scenario>"):
             raise ScenarioError(file, "warehouse.map", f"no such file {cfg.map!r}") from None
         except ValueError as e:
             raise ScenarioError(file, "warehouse.map", str(e)) from None
+    if cfg.shelf_columns is not None or cfg.shelf_rows is not None:
+        try:
+            return Layout.from_params(cfg.shelf_columns or 3, cfg.shelf_rows or 1, cfg.column_height,
+                                      name=f"custom-{cfg.shelf_columns}x{cfg.shelf_rows}")
+        except ValueError as e:
+            raise ScenarioError(file, "warehouse.shelf_columns", str(e)) from None
     return Layout.from_size(cfg.size, cfg.column_height)
 
 
