@@ -104,3 +104,43 @@ def test_network_scenario_shows_its_partition():
 def test_human_summary(tmp_path):
     r = desim("run", NET, "--until", 10, "--no-store")
     assert r.returncode == 0 and "delivered" in r.stdout and "conservation" in r.stdout
+
+
+def test_warehouse_run_json_store_and_runs_commands(tmp_path):
+    store = tmp_path / "runs" / "w.duckdb"
+    r = desim("run", "scenarios/warehouse-small.toml", "--seed", 1, "--brain", "greedy", "--until", 600, "--json", "--store", store)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("deliveries", "throughput_per_hour", "collisions", "deadlocks"):
+        assert key in out
+    assert set(out["order_latency"]) == {"p50", "p95", "p99"}
+    o = out["orders"]
+    assert set(o) == {"created", "completed", "failed", "pending"}
+    assert o["created"] == o["completed"] + sum(o["failed"].values()) + o["pending"]
+    assert out["deliveries"] > 10 and out["brain"] == "greedy"
+    listed = json.loads(desim("runs", "list", "--store", store, "--json").stdout)
+    assert [x["run_id"] for x in listed] == [out["run_id"]] and listed[0]["status"] == "complete"
+    shown = desim("runs", "show", out["run_id"][-6:], "--store", store)
+    assert shown.returncode == 0 and "contention" in shown.stdout and "timeseries" in shown.stdout
+    exp = desim("runs", "export", out["run_id"], "--store", store, "--out", tmp_path / "exp")
+    assert exp.returncode == 0
+    files = {p.name for p in (tmp_path / "exp").iterdir()}
+    assert {"run.parquet", "contention.parquet", "timeseries.parquet", "orders.parquet"} <= files
+    bad = desim("runs", "show", "nope", "--store", store)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_bad_brain_is_one_line(tmp_path):
+    for brain in ("nope", "epsilon_greedy:7", "checkpoint:/no/such.pt"):
+        r = desim("run", "scenarios/warehouse-tiny.toml", "--brain", brain, "--no-store")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--brain" in r.stderr, r.stderr
+
+
+def test_bad_warehouse_section_is_one_line(tmp_path):
+    f = tmp_path / "w.toml"
+    for body, field in (('size = "huge"', "warehouse.size"), ("robots = 0", "warehouse.robots"),
+                        ("robots = 2\nzones = 3", "warehouse"), ('map = "nomap.txt"', "warehouse.map"),
+                        ("robots = 2\nrequest_queue = 999", "warehouse.request_queue"), ("speed = 3", "warehouse.speed")):
+        f.write_text(f'name = "w"\n[warehouse]\n{body}\n')
+        r = desim("validate", f)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and field in r.stderr, (body, r.stderr)
