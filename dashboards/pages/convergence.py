@@ -43,11 +43,14 @@ def curves_panel() -> None:
     curves = curves[curves["algo"].isin(chosen)]
     running = [r for r in tr if r.get("status") == "running"]
     last = curves.groupby("run_id")["step"].max() if not curves.empty else {}
+    live_ids = {r["run_id"] for r in running}
+    if live_ids and len(last):
+        last = last[last.index.isin(live_ids)]  # while training, the newest step of the running runs
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Training runs", len(tr))
     m2.metric("Running now", len(running))
     m3.metric("Algorithms", len(chosen))
-    m4.metric("Latest step", f"{int(max(last.values)) if len(last) else 0:,}")
+    m4.metric("Latest step" + (" (running)" if running else ""), f"{int(max(last.values)) if len(last) else 0:,}")
     x = "step" if axis == "environment steps" else "wall_s"
     bands = D.curve_bands(curves, x=x, band="std" if band == "± std" else "minmax")
     x_title = "environment steps" if x == "step" else "wall time (s)"
