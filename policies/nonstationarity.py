@@ -1,4 +1,4 @@
-"""Tools against the nonstationarity of learning among learners, each a config switch.
+"""Tools for the nonstationarity that learning agents cause one another, each a config switch.
 
 In a multi-agent learner every agent's world includes the other agents'
 policies, which change as they learn. These pieces let a learner (any of
@@ -21,13 +21,14 @@ them: plain classes and functions, no learner imports) damp or expose that:
 Usage by a learner (what ``policies.value_decomposition`` and ``policies.coma`` do)::
 
     versions = PolicyVersions(n_envs, n_agents, mean_lag=cfg.adoption_lag, seed=seed)
-    versions.publish(0, net)                    # the initial parameters
-    ...
-    now = adoption_clock(venv, t, cfg.adoption_clock)   # (E,) steps or sim seconds
-    v = versions.advance(now)                   # (E, N): version each agent runs
-    logits = grouped_forward(net, versions.snapshots, v.reshape(-1), x)
-    ...                                         # after a gradient update:
-    versions.publish(policy_version, net, now)
+    clock = AdoptionClock(venv, cfg.adoption_clock)     # per env copy: steps or sim seconds
+    versions.publish(0, net)                            # the initial parameters: everyone runs them
+    # each vector step:
+    v = versions.advance(clock.now())                   # (E, N): the version each agent runs
+    logits = grouped_forward(net, versions.snapshots, v.reshape(-1), x)   # x: (E*N, in)
+    ... venv.step(...); clock.tick(done)
+    # after each gradient update:
+    versions.publish(policy_version, net, clock.now())
 """
 from __future__ import annotations
 
@@ -121,15 +122,33 @@ class RoleRotation:
         return order.reshape(order.shape + (1,) * (x.ndim - 2))
 
 
-def adoption_clock(venv, steps_taken: np.ndarray, clock: str) -> np.ndarray:
-    """Per env copy, the time on which adoption lags are measured: ``steps`` (the copy's
-    vector steps so far, ``steps_taken``) or ``seconds`` (its simulated time;
-    episodes restart the clock, which only matters for lags spanning a reset)."""
-    if clock == "steps":
-        return np.asarray(steps_taken, dtype=np.float64)
-    if clock == "seconds":
-        return np.array([float(env.sim.now) for env in venv.envs])
-    raise ValueError(f"adoption clock must be 'steps' or 'seconds', got {clock!r}")
+class AdoptionClock:
+    """Per env copy, the time adoption lags are measured on; it never runs backwards.
+
+    ``unit='steps'``: the copy's vector steps so far. ``unit='seconds'``: its
+    simulated time, summed over episodes (a finished episode adds its horizon,
+    since a reset restarts the simulation at 0). Call ``tick(done)`` after
+    every vector step; ``now()`` gives ``(E,)`` times.
+    """
+
+    def __init__(self, venv, unit: str = "steps"):
+        if unit not in ("steps", "seconds"):
+            raise ValueError(f"adoption clock must be 'steps' or 'seconds', got {unit!r}")
+        self.venv, self.unit = venv, unit
+        self.elapsed = np.zeros(len(venv.envs))  # steps, or seconds of finished episodes
+
+    def tick(self, done) -> None:
+        if self.unit == "steps":
+            self.elapsed += 1
+            return
+        for e in np.flatnonzero(done):
+            env = self.venv.envs[e]
+            self.elapsed[e] += float(getattr(env, "horizon", 0.0))
+
+    def now(self) -> np.ndarray:
+        if self.unit == "steps":
+            return self.elapsed.copy()
+        return self.elapsed + np.array([float(env.sim.now) for env in self.venv.envs])
 
 
 class PolicyVersions:

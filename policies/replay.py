@@ -70,7 +70,9 @@ class EpisodeReplay:
 
     An episode is a dict of arrays with a leading time axis ``T``: ``obs
     (T,N,D)``, ``state (T,S)``, ``actions (T,N)``, ``rewards (T,N)``,
-    ``acting (T,N)``, ``versions (T,N)``, and ``roles (N,)``.
+    ``acting (T,N)``, ``versions (T,N)``, and ``roles (N,)``; optionally
+    ``terminal`` (default True: the last step does not bootstrap; False for an
+    episode cut short by the collector).
     """
 
     def __init__(self, capacity: int, max_staleness: int | None = None, seed: int = 0):

@@ -27,6 +27,7 @@ Choices (see docs/credit.md):
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.common import MLP, EnvInfo
-from policies.nonstationarity import PolicyVersions, RewardNormalizer, RoleRotation, adoption_clock, grouped_forward
+from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
 from policies.replay import EpisodeRecorder, EpisodeReplay
 
 
@@ -51,8 +52,8 @@ class ValueDecompositionConfig:
     update_every: int = 32  # env steps (summed over env copies) between gradient updates
     eps_start: float = 1.0  # epsilon-greedy: exploration at the start
     eps_end: float = 0.05  # ... and after annealing
-    eps_anneal_steps: int = 20_000  # env steps over which epsilon decays linearly
-    target_update_interval: int = 100  # gradient updates between hard target-network copies
+    eps_anneal_steps: int = 50_000  # env steps over which epsilon decays linearly (EPyMARL: 50k)
+    target_update_interval: int = 50  # gradient updates between hard target-network copies
     target_tau: float | None = None  # Polyak rate per update instead of hard copies (None: hard copies)
     double_q: bool = True  # double Q-learning: online net picks next actions, target net values them
     grad_clip: float = 10.0  # max global gradient norm
@@ -155,17 +156,19 @@ class ValueDecomposition:
         roles = RoleRotation(E, N, enabled=c.role_rotation, seed=self.seed + 1)
         recorder = EpisodeRecorder(E)
         self.versions = None
-        copy_steps = np.zeros(E)
+        clock = AdoptionClock(venv, c.adoption_clock)
         if c.adoption_lag is not None:
             self.versions = PolicyVersions(E, N, c.adoption_lag, c.adoption_history, seed=self.seed + 2)
             self.versions.publish(self.policy_version, self.q)
         n_seen, stats = len(venv.finished_returns), []
         end, next_log, since_update = self.env_steps + steps, self.env_steps + c.log_every, 0
+        timing = {"rollout_s": 0.0, "update_s": 0.0}
         while self.env_steps < end:
+            t0 = time.perf_counter()
             # act: every agent from its own observation, in role order, with the version it runs
             o, s, m = roles.to_roles(obs), roles.state_to_roles(state), roles.to_roles(acting)
             if self.versions is not None:
-                v = self.versions.advance(adoption_clock(venv, copy_steps, c.adoption_clock))
+                v = self.versions.advance(clock.now())
             else:
                 v = np.full((E, N), self.policy_version)
             a = np.where(m, self._behaviour(o, v, self.epsilon()), 0)  # idle agents: NOOP (ignored)
@@ -176,26 +179,33 @@ class ValueDecomposition:
                 self.replay.add(ep)
             for e in np.flatnonzero(done):
                 roles.new_episode(e)
-            copy_steps += 1
+            clock.tick(done)
             self.env_steps += E
             since_update += E
+            t1 = time.perf_counter()
+            timing["rollout_s"] += t1 - t0
 
             # learn: one gradient step on a batch of replayed episodes every update_every env steps
-            while since_update >= c.update_every and len(self.replay) >= c.learning_starts:
+            if len(self.replay) < c.learning_starts:
+                since_update = 0
+            while since_update >= c.update_every:
                 since_update -= c.update_every
                 st = self.update()
+                timing["update_s"] += time.perf_counter() - t1
                 if st is not None:
                     stats.append(st)
                     if self.versions is not None:
                         self.versions.publish(self.policy_version, self.q,
-                                              adoption_clock(venv, copy_steps, c.adoption_clock))
+                                              clock.now())
                     if on_update is not None:
                         on_update(self.env_steps)
+                t1 = time.perf_counter()
 
-            if self.env_steps >= next_log:
+            if self.env_steps >= next_log or self.env_steps >= end:  # and once at the end
                 next_log += c.log_every
                 metrics = {"epsilon": self.epsilon(),
-                           "entropy": epsilon_greedy_entropy(self.epsilon(), self.info.n_actions)}
+                           "entropy": epsilon_greedy_entropy(self.epsilon(), self.info.n_actions), **timing}
+                timing = {"rollout_s": 0.0, "update_s": 0.0}
                 if len(venv.finished_returns) > n_seen:
                     metrics["return"] = float(np.mean(venv.finished_returns[n_seen:]))
                     n_seen = len(venv.finished_returns)
@@ -203,6 +213,7 @@ class ValueDecomposition:
                     for k in stats[0]:
                         metrics[k] = float(np.mean([st[k] for st in stats]))
                     stats = []
+                    metrics.update(self.credit())
                 log(self.env_steps, metrics)
 
     def update(self) -> dict | None:
@@ -240,24 +251,29 @@ class ValueDecomposition:
         self.policy_version += 1
         self._update_targets()
 
-        st = {"loss": float(loss), "value_error": float(td.abs().sum() / b.mask.sum())}
-        for i, v in enumerate(self.credit(chosen.detach(), b)):
-            st[f"credit/{i}"] = v
-        return st
+        return {"loss": loss.item(), "value_error": float(td.detach().abs().sum() / b.mask.sum())}
 
-    def credit(self, chosen: torch.Tensor, b) -> list[float]:
-        """Per robot: mean utility contribution dQ_tot/dQ_i * Q_i over the steps it acted
-        (VDN: Q_i itself). Roles are mapped back to the robots that played them."""
+    def credit(self) -> dict[str, float]:
+        """Per robot ``credit/<i>``: mean utility contribution dQ_tot/dQ_i * Q_i(o_i, u_i) over the
+        steps it acted in a replayed batch (VDN: Q_i itself); roles are mapped back to robots."""
+        N = self.info.n_agents
+        b = self.replay.sample(self.cfg.batch_episodes, self.policy_version, self.device)
+        if b is None:
+            return {}
+        B, T = b.mask.shape
+        with torch.no_grad():
+            x = with_ids(b.obs, torch.arange(N, device=self.device).expand(B, T, N), N)
+            chosen = self.q(x).gather(-1, b.actions.unsqueeze(-1)).squeeze(-1) * b.acting
         qs = chosen.clone().requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(self.mixer(qs, b.state).sum(), qs)
         contrib = (grad * chosen).detach()
         w = b.mask.unsqueeze(-1) * b.acting  # (B, T, role)
         robot = b.roles.unsqueeze(1).expand_as(w)  # the robot behind each role
-        out = []
-        for i in range(self.info.n_agents):
+        out = {}
+        for i in range(N):
             sel = w * (robot == i)
-            out.append(float((contrib * sel).sum() / sel.sum().clamp(min=1)))
+            out[f"credit/{i}"] = float((contrib * sel).sum() / sel.sum().clamp(min=1))
         return out
 
     def _update_targets(self) -> None:
@@ -284,6 +300,8 @@ class ValueDecomposition:
     def load_state_dict(self, d: dict) -> None:
         for k in ("q", "mixer", "target_q", "target_mixer", "opt"):
             getattr(self, k).load_state_dict(d[k])
-        self.policy_version, self.env_steps, self.updates = d["policy_version"], d["env_steps"], d["updates"]
+        self.policy_version, self.updates = d["policy_version"], d["updates"]
+        # a rollback mid-training must not rewind the step count (curves and the loop's budget)
+        self.env_steps = max(self.env_steps, d["env_steps"])
         if self.reward_norm is not None and d.get("reward_norm") is not None:
             self.reward_norm.load_state_dict(d["reward_norm"])
