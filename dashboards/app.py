@@ -2,7 +2,7 @@
 ``DESIM_STORE=PATH streamlit run dashboards/app.py``).
 
 A Streamlit multipage app over the results store; each page is a script in
-``dashboards/pages/``. See docs/dashboard.md.
+``dashboards/views/``. See docs/dashboard.md.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dashboards import data as D  # noqa: E402
 
 st.set_page_config(page_title="desim dashboard", page_icon=":material/warehouse:", layout="wide")
 
-_PAGES = Path(__file__).resolve().parent / "pages"
+_PAGES = Path(__file__).resolve().parent / "views"  # not "pages/": Streamlit would also serve those on their own
 pages = [
     st.Page(_PAGES / "runs.py", title="Runs", icon=":material/list:", url_path="runs", default=True),
     st.Page(_PAGES / "convergence.py", title="Convergence", icon=":material/trending_up:", url_path="convergence"),

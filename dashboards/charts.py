@@ -6,6 +6,7 @@ import pandas as pd
 
 METRIC_COLOURS = {"blocked": "oranges", "collisions": "reds", "both": "inferno"}
 STATE_COLOURS = {"cut": "#d62728", "degraded": "#ff7f0e"}
+CATEGORIES = alt.Scale(scheme="tableau10")  # distinct hues (the default theme's are shades of blue)
 ROLE_COLOURS = alt.Scale(domain=["robot", "controller", "switch", "service"],
                          range=["#1f77b4", "#2ca02c", "#7f7f7f", "#9467bd"])
 
@@ -50,11 +51,13 @@ def deadlock_timeline(deadlocks: pd.DataFrame, faults: pd.DataFrame, t_end: floa
             x=alt.X("start:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, t_end])),
             x2="end:Q", tooltip=["fault:N", "target:N", "start:Q", "end:Q"]))
     if not deadlocks.empty:
-        layers.append(alt.Chart(deadlocks).mark_tick(thickness=3, size=18).encode(
+        layers.append(alt.Chart(deadlocks).mark_tick(thickness=3).encode(
             x=alt.X("t:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, t_end])),
-            y=alt.Y("agent:N", title=None), color=alt.Color("type:N", legend=alt.Legend(title="deadlock")),
+            y=alt.Y("agent:N", title=None), color=alt.Color("type:N", scale=alt.Scale(domain=["wait_for_cycle", "stuck"], range=["#d62728", "#9467bd"]),
+                            legend=alt.Legend(title="deadlock")),
             tooltip=["t:Q", "agent:N", "type:N"]))
-    return alt.layer(*layers).properties(height=max(60, 22 * deadlocks["agent"].nunique() if not deadlocks.empty else 60),
+    # a nominal y needs a step height (a fixed height squeezes the rows when the chart stretches)
+    return alt.layer(*layers).properties(height=alt.Step(26) if not deadlocks.empty else 60,
                                          title="deadlocks (ticks) and faults (shaded)")
 
 
@@ -63,7 +66,7 @@ def timeseries(ts: pd.DataFrame, metric: str, colour: str = "run_id", faults: pd
     df = ts[ts["metric"] == metric]
     line = alt.Chart(df).mark_line(point=len(df) < 80).encode(
         x=alt.X("t:Q", title="simulated time (s)"), y=alt.Y("value:Q", title=metric),
-        color=alt.Color(f"{colour}:N", legend=alt.Legend(title=colour, orient="bottom")),
+        color=alt.Color(f"{colour}:N", scale=CATEGORIES, legend=alt.Legend(title=colour)),
         tooltip=[f"{colour}:N", "t:Q", "value:Q"])
     layers = [line]
     if faults is not None and not faults.empty:
@@ -100,7 +103,7 @@ def delay_histogram(delays: pd.DataFrame, title: str) -> alt.Chart:
     df = delays.assign(delay_ms=delays["delay"] * 1e3)
     hist = alt.Chart(df).mark_bar(opacity=0.75).encode(
         x=alt.X("delay_ms:Q", bin=alt.Bin(maxbins=50), title="one-way delay (ms)"),
-        y=alt.Y("count():Q", title="messages", stack=None), color=alt.Color("link:N", legend=alt.Legend(orient="bottom")))
+        y=alt.Y("count():Q", title="messages", stack=None), color=alt.Color("link:N", scale=CATEGORIES))
     return hist.properties(height=260, title=title)
 
 
@@ -108,13 +111,13 @@ def conservation_bar(df: pd.DataFrame) -> alt.Chart:
     d = df.assign(side=df["side"].map({"in": "sent + duplicated", "out": "delivered + dropped + in flight"}))
     return alt.Chart(d).mark_bar().encode(
         y=alt.Y("side:N", title=None), x=alt.X("count:Q", title="messages", stack="zero"),
-        color=alt.Color("term:N", legend=alt.Legend(title="term", orient="bottom")),
-        tooltip=["term:N", "count:Q"]).properties(height=110, title="message conservation")
+        color=alt.Color("term:N", scale=CATEGORIES, legend=alt.Legend(title="term")),
+        tooltip=["term:N", "count:Q"]).properties(height=alt.Step(34), title="message conservation")
 
 
 def bands(df: pd.DataFrame, metric: str, x_title: str) -> alt.Chart:
     d = df[df["metric"] == metric]
-    base = alt.Chart(d).encode(x=alt.X("x:Q", title=x_title), color=alt.Color("algo:N", legend=alt.Legend(orient="bottom")))
+    base = alt.Chart(d).encode(x=alt.X("x:Q", title=x_title), color=alt.Color("algo:N", scale=CATEGORIES))
     area = base.mark_area(opacity=0.22).encode(y=alt.Y("lo:Q", title=metric), y2="hi:Q")
     line = base.mark_line().encode(y="mean:Q", tooltip=["algo:N", "x:Q", "mean:Q", "lo:Q", "hi:Q", "n:Q"])
     return (area + line).properties(height=230, title=metric)
@@ -122,23 +125,33 @@ def bands(df: pd.DataFrame, metric: str, x_title: str) -> alt.Chart:
 
 def credit_bars(df: pd.DataFrame) -> alt.Chart:
     return alt.Chart(df).mark_bar().encode(
-        x=alt.X("agent:N", title=None), y=alt.Y("mean(credit):Q", title="credit (last value, mean over seeds)"),
-        color="algo:N", xOffset="algo:N", tooltip=["algo:N", "agent:N", "mean(credit):Q", "count():Q"],
+        x=alt.X("agent:N", title=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("mean(credit):Q", title="credit (last value, mean over seeds)"),
+        color=alt.Color("algo:N", scale=CATEGORIES), xOffset="algo:N", tooltip=["algo:N", "agent:N", "mean(credit):Q", "count():Q"],
     ).properties(height=230, title="per-agent credit")
 
 
 def compare_bars(df: pd.DataFrame) -> alt.Chart:
-    """Baseline and what-if side by side, one small panel per figure."""
-    long = df.melt(id_vars=["label"], value_vars=["baseline", "what_if"], var_name="run", value_name="value").dropna()
-    return alt.Chart(long).mark_bar().encode(
-        x=alt.X("run:N", title=None, axis=alt.Axis(labels=False, ticks=False)), y=alt.Y("value:Q", title=None),
-        color=alt.Color("run:N", scale=alt.Scale(domain=["baseline", "what_if"], range=["#9e9e9e", "#1f77b4"]),
-                        legend=alt.Legend(orient="bottom")),
-        column=alt.Column("label:N", title=None), tooltip=["label:N", "run:N", "value:Q"],
-    ).properties(width=70, height=160).resolve_scale(y="independent")
+    """The what-if's change from the baseline per figure, in percent; green where it is
+    an improvement (lower is better for latency, deadlocks, collisions), red where worse."""
+    d = df[df["baseline"].notna() & df["what_if"].notna()].copy()
+    d = d[d["baseline"].astype(float) != 0]
+    d["change_pct"] = (d["what_if"].astype(float) - d["baseline"].astype(float)) / d["baseline"].astype(float).abs() * 100
+    d["effect"] = ["better" if (c < 0) == low and c != 0 else ("same" if c == 0 else "worse")
+                   for c, low in zip(d["change_pct"], d["lower_better"])]
+    return alt.Chart(d).mark_bar().encode(
+        y=alt.Y("label:N", title=None, sort=None), x=alt.X("change_pct:Q", title="change from the baseline (%)"),
+        color=alt.Color("effect:N", scale=alt.Scale(domain=["better", "worse", "same"],
+                                                    range=["#2ca02c", "#d62728", "#9e9e9e"]), legend=None),
+        tooltip=["label:N", "baseline:Q", "what_if:Q", alt.Tooltip("change_pct:Q", format="+.1f")],
+    ).properties(height=alt.Step(24), title="what-if vs baseline (figures with a non-zero baseline)")
 
 
 def runs_bars(df: pd.DataFrame, metric: str) -> alt.Chart:
-    return alt.Chart(df).mark_bar().encode(
-        x=alt.X("run_id:N", title=None, sort=None), y=alt.Y(f"{metric}:Q"), color="scenario:N",
-        tooltip=["run_id:N", "scenario:N", "seed:Q", "brain:N", f"{metric}:Q"]).properties(height=220, title=metric)
+    """One horizontal bar per run (labelled by the run id's tail, seed and brain)."""
+    d = df.assign(run=[f"…{r[-6:]} s{s} {b or ''}".strip() for r, s, b in zip(df["run_id"], df["seed"], df["brain"])])
+    return alt.Chart(d).mark_bar().encode(
+        y=alt.Y("run:N", title=None, sort=None), x=alt.X(f"{metric}:Q", title=None),
+        color=alt.Color("run:N", scale=alt.Scale(domain=list(d["run"]), scheme="tableau10"), legend=None),
+        tooltip=["run_id:N", "scenario:N", "seed:Q", "brain:N", f"{metric}:Q"],
+    ).properties(height=alt.Step(22), title=metric)

@@ -17,13 +17,15 @@ SELECTED = "selected_runs"  # session-state key shared by every page (not a widg
 
 
 @st.cache_data(ttl=2.0, show_spinner=False, max_entries=8)
-def _runs(path: str) -> list[dict]:
+def _runs(path: str, stamp: tuple) -> list[dict]:
     return D.list_runs(path)
 
 
 def runs() -> list[dict]:
-    """Every run in the store, newest first (a dead writer's run shows as 'crashed')."""
-    return _runs(D.store_path())
+    """Every run in the store, newest first (a dead writer's run shows as 'crashed').
+    Re-read when the catalog file changes, and at least every 2 s."""
+    path = D.store_path()
+    return _runs(path, D.catalog_stamp(path))
 
 
 def version(rs: list[dict] | None = None) -> tuple:

@@ -37,8 +37,25 @@ def _store(path: str):
 # --------------------------------------------------------------------------- runs
 
 
+def catalog_stamp(path: str) -> tuple:
+    """Size and mtime of the catalog file and its WAL: they change whenever a run is
+    added or updated (a cheap 'has anything changed' check, no DuckDB open)."""
+    out = []
+    for p in (path, path + ".wal"):
+        try:
+            st = os.stat(p)
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
 def list_runs(path: str) -> list[dict]:
     return _store(path).list_runs()
+
+
+def get_run(path: str, run_id: str) -> dict:
+    return _store(path).get_run(run_id)
 
 
 def store_version(runs: Sequence[dict], now: float | None = None, live_every: float = 2.0) -> tuple:

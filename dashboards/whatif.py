@@ -1,6 +1,6 @@
 """What-if runs: edit a base scenario, run it in the background, compare it with a baseline.
 
-Nothing here imports Streamlit: the page (``pages/whatif.py``) calls
+Nothing here imports Streamlit: the page (``views/whatif.py``) calls
 :func:`defaults`, :func:`build_scenario` and :func:`start_job`, then polls the
 returned :class:`Job` from a fragment. A job runs in a daemon thread of the
 dashboard process and records its runs through :func:`desim.recording.record_run`
@@ -32,6 +32,7 @@ __all__ = [
     "Partition",
     "build_scenario",
     "defaults",
+    "describe",
     "dumps_toml",
     "find_baseline",
     "Job",
@@ -185,6 +186,24 @@ def build_scenario(base: dict, *, robots: int | None = None, order_rate: float |
     what = ", ".join(changes) or "no changes"
     data["description"] = f"what-if on {base.get('name')}: {what}"
     return data
+
+
+def describe(changes: dict) -> str:
+    """``build_scenario`` keywords in words, for the page."""
+    out = []
+    for k, v in changes.items():
+        if k in ("mean_latency", "jitter"):
+            out.append(f"{k.replace('_', ' ')} = {v * 1e3:g} ms")
+        elif k == "loss":
+            out.append(f"loss = {v * 100:g} %")
+        elif k == "order_rate":
+            out.append(f"orders = {v:g}/h")
+        elif k == "partition":
+            out.append("no faults" if v == "none" else
+                       f"zone-{v.zone} cut off at {v.start:g} s for {v.duration:g} s")
+        else:
+            out.append(f"{k} = {v}")
+    return ", ".join(out)
 
 
 # ----------------------------------------------------------------------- TOML

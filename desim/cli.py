@@ -102,7 +102,7 @@ def _check_brain(spec: str) -> None:
     from policies import make_brain
 
     if spec.startswith("checkpoint:"):
-        path = Path(spec.partition(":")[2])
+        path = Path(spec.partition(":")[2].partition("#")[0])
         if not path.exists():
             raise ValueError(f"no checkpoint at {path}")
     make_brain(spec, np.random.default_rng(0))
@@ -174,7 +174,6 @@ def dash(
 ) -> None:
     """Start the Streamlit dashboard on a results store."""
     import os
-    import subprocess
 
     from desim.store import DEFAULT_STORE
 
@@ -185,10 +184,55 @@ def dash(
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
            "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
     console.print(f"desim dashboard on http://localhost:{port} (store {env['DESIM_STORE']}); Ctrl-C to stop", markup=False)
+    sys.stdout.flush()
+    os.execve(sys.executable, cmd, env)  # become Streamlit: signals reach the server itself
+
+
+@app.command()
+def train(
+    scenario: Path = typer.Argument(..., help="scenario TOML file with a [warehouse] section (optional [train] section)"),
+    algo: str = typer.Option(..., help="learner: ippo, mappo, vdn, qmix or coma"),
+    steps: int = typer.Option(..., help="environment steps to train for (summed over env copies)"),
+    device: str = typer.Option("auto", help="torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:N"),
+    seed: int = typer.Option(0, help="training seed (held-out evaluation seeds are disjoint from it)"),
+    out: Optional[Path] = typer.Option(None, help="checkpoint folder (default runs/checkpoints/<run_id>)"),
+    store: Optional[Path] = typer.Option(None, help="results store (DuckDB file); default runs/desim.duckdb"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Train a learner on a scenario: curves to the store, versioned checkpoints, rollback."""
+    from policies.train import LEARNERS, train as run_training
+
+    if algo not in LEARNERS:
+        fail(f"--algo: unknown algo {algo!r} (expected one of {', '.join(LEARNERS)})")
+    if steps <= 0:
+        fail(f"--steps: must be positive, got {steps}")
+    if seed < 0:
+        fail(f"--seed: must be non-negative, got {seed}")
     try:
-        raise typer.Exit(subprocess.call(cmd, env=env))
+        result = run_training(scenario, algo, steps, device=device, seed=seed, out_dir=out, store_path=store,
+                              progress=not json_out)
+    except (ScenarioError, ValueError) as e:
+        fail(str(e))
     except KeyboardInterrupt:
-        raise typer.Exit(0)
+        fail("interrupted", 130)
+    if json_out:
+        sys.stdout.write(json.dumps(result, default=float) + "\n")
+        return
+    t = Table(title=f"train {result['run_id']} — {algo} on {result['scenario']} (seed {seed}, {result['device']})",
+              show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("env steps", f"{result['steps']:,}")
+    t.add_row("wall time", f"{result['wall_s']:.1f} s (rollout {result['rollout_s']:.1f} s, update {result['update_s']:.1f} s)")
+    t.add_row("env steps/s", f"{result['env_steps_per_s']:,.0f}")
+    t.add_row("final training return", "-" if result["final_return"] is None else f"{result['final_return']:.2f}")
+    t.add_row("incumbent", f"v{result['incumbent_version']} (held-out return {result['incumbent_return']:.2f})")
+    rolled = sum(p["decision"] == "rollback" for p in result["promotions"])
+    t.add_row("candidates", f"{len(result['promotions'])} ({rolled} rolled back)")
+    t.add_row("checkpoint", result["checkpoint"])
+    for item in result["ignored"]:
+        t.add_row("not modelled in training", item)
+    console.print(t)
 
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, show and export recorded runs.")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def app(page: str | None = None) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     if page:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
         assert not at.exception, at.exception
     return at
 
@@ -99,11 +100,11 @@ def test_runs_page_lists_filters_and_picks(store):
     assert len(charts(at)) >= 3
 
     # the other pages open the first picked run
-    at.switch_page("pages/contention.py").run()
+    at.switch_page("views/contention.py").run()
     assert at.selectbox(key="contention_run").value == a
-    at.switch_page("pages/network.py").run()
+    at.switch_page("views/network.py").run()
     assert at.selectbox(key="network_run").value == a
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     assert at.multiselect(key="runs_compare").value == [a, b]
 
 
@@ -166,14 +167,16 @@ def test_network_page_partitions_histograms_conservation(store):
 
     hist_before = chart_data(charts(at)[1])
     links = at.multiselect(key="network_links")
-    other = [o for o in links.options if o not in links.value][0]
+    names = [o.rsplit(" (", 1)[0] for o in links.options]  # options show "src → dst (N samples)"
+    other = [o for o in names if o not in links.value][0]
     links.set_value([other]).run()
     assert chart_data(charts(at)[1]) != hist_before
 
     assert int(metric(at, "Late drops").replace(",", "")) > 0
     assert metric(at, "Mean added delay").endswith(" ms")
-    ok = [s.value for s in at.success]
-    assert ok and ok[0].startswith("✅ sent + duplicated")
+    ok = [s for s in at.success]
+    assert ok and ok[0].icon == ":material/check_circle:"
+    assert re.fullmatch(r"sent \+ duplicated = ([\d,]+) = \1 = delivered \+ dropped \+ in flight", ok[0].value)
     cons = frame_with(at, "term")
     assert "dropped: partition" in set(cons["term"])
 
@@ -224,6 +227,25 @@ def test_convergence_follows_a_running_training(store):
         st_.finish_run(run_id)
 
 
+def test_convergence_reads_a_real_desim_train_run(tmp_path, monkeypatch):
+    """The page against what the real trainer writes (a very short `desim train`)."""
+    train = pytest.importorskip("policies.train", reason="desim train not available").train
+    store = tmp_path / "store.duckdb"
+    train(str(Path(APP).parent.parent / "scenarios" / "train-tiny.toml"), "ippo", 1024, device="cpu", seed=0,
+          store_path=store, out_dir=tmp_path / "ck", progress=False,
+          train_cfg={"eval_episodes": 1, "episode_steps": 64, "log_every_s": 0.0})
+    monkeypatch.setenv("DESIM_STORE", str(store))
+    at = app("convergence")
+    assert metric(at, "Training runs") == "1" and metric(at, "Algorithms") == "1"
+    assert at.multiselect(key="conv_algos").value == ["ippo"]
+    titles = [json.loads(c.proto.spec).get("title") for c in charts(at)]
+    assert {"return", "loss", "entropy", "value_error", "per-agent credit"} <= set(titles)
+    more = at.multiselect(key="conv_more")
+    assert "value_loss" in more.options
+    more.set_value(["value_loss"]).run()
+    assert "value_loss" in [json.loads(c.proto.spec).get("title") for c in charts(at)]
+
+
 # --------------------------------------------------------------------------- What-if
 
 
@@ -237,8 +259,10 @@ def test_whatif_runs_in_background_and_compares(store):
     assert at.title[0].value == "What-if"
     assert at.selectbox(key="whatif_base").value.name == "warehouse-small-event.toml"
     at.slider(key="whatif_warehouse-small-event_robots").set_value(6).run()
-    at.number_input(key="whatif_until").set_value(120.0).run()
+    assert at.number_input(key="whatif_warehouse-small-event_until").value == 1500.0  # covers the partition
+    at.number_input(key="whatif_warehouse-small-event_until").set_value(120.0).run()
     assert "robots = 6" in " ".join(c.value for c in at.caption)
+    assert "will not happen" in at.warning[0].value  # the base's partition at 1200 s is past 120 s
     at.button(key="whatif_run").click().run()
     assert not at.exception
     job = W.get_job(at.session_state["whatif_job"])

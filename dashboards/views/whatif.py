@@ -1,6 +1,7 @@
 """What-if: change a warehouse scenario's knobs, run it in the background, compare with a baseline."""
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 
@@ -56,8 +57,11 @@ with c3:
                             key=k + "pdur", disabled=where not in zones)
     st.markdown("**Run**")
     r1, r2 = st.columns(2)
-    until = r1.number_input("Simulated s", 30.0, float(base.get("until", 3600.0)), min(600.0, float(base.get("until", 3600.0))),
-                            step=60.0, key="whatif_until")
+    longest = float(base.get("until", 3600.0))
+    # long enough to see the base's partition and some of its aftermath
+    part_end = (base_part.start + base_part.duration) if base_part else 0.0
+    default_until = float(min(longest, max(600.0, math.ceil((part_end + 120) / 300) * 300)))
+    until = r1.number_input("Simulated s", 30.0, longest, default_until, step=60.0, key=k + "until")
     seed = int(r2.number_input("Seed", 0, 2**31 - 1, int(base.get("seed", 1)), key="whatif_seed"))
 
 changes: dict = {}
@@ -82,9 +86,14 @@ elif where in zones:
 
 job = W.get_job(st.session_state.get(JOB))
 busy = job is not None and not job.done
-summary = ", ".join(f"{a} = {b}" for a, b in changes.items()) or "nothing changed yet (the what-if equals the baseline)"
+summary = W.describe(changes) or "nothing changed yet (the what-if equals the baseline)"
 st.caption(f"Changes from the base: {summary}. The baseline is the base scenario unchanged, same seed and length "
            "(reused from the store when it was run before).")
+part_at = changes["partition"].start if isinstance(changes.get("partition"), W.Partition) else (
+    base_part.start if base_part and "partition" not in changes else None)
+if part_at is not None and part_at >= until:
+    st.warning(f"The partition starts at {part_at:g} s, after the {until:g} simulated seconds: "
+               "it will not happen. Simulate longer or move it earlier.", icon=":material/warning:")
 if st.button("Run what-if", type="primary", disabled=busy, key="whatif_run", icon=":material/play_arrow:"):
     try:
         job = W.start_job(base_path, D.store_path(), changes, seed=seed, until=float(until))
@@ -96,8 +105,8 @@ if st.button("Run what-if", type="primary", disabled=busy, key="whatif_run", ico
 
 
 def _results(job: W.Job) -> None:
-    store = D._store(D.store_path())
-    base_run, var_run = store.get_run(job.baseline_id), store.get_run(job.run_id)
+    path = D.store_path()
+    base_run, var_run = D.get_run(path, job.baseline_id), D.get_run(path, job.run_id)
     bs, vs = base_run.get("summary") or {}, var_run.get("summary") or {}
     st.success(f"What-if `{var_run['run_id']}` vs baseline `{base_run['run_id']}`"
                + (" (reused from the store)" if job.baseline_reused else ""))
@@ -105,12 +114,15 @@ def _results(job: W.Job) -> None:
     cols = st.columns(len(cmp))
     for col, row in zip(cols, cmp.itertuples(index=False)):
         delta = None if row.diff is None or pd.isna(row.diff) else round(float(row.diff), 2)
-        col.metric(row.label, C.fmt(row.what_if, 1), delta=delta, delta_color="inverse" if row.lower_better else "normal",
-                   help=f"baseline: {C.fmt(row.baseline, 1)}")
+        digits = 0 if row.metric in ("deliveries", "deadlocks", "collisions") else 1
+        col.metric(row.label, C.fmt(row.what_if, digits), delta=delta,
+                   delta_color="inverse" if row.lower_better else "normal",
+                   help=f"baseline: {C.fmt(row.baseline, digits)}")
     table = cmp[["label", "baseline", "what_if", "diff"]].rename(columns={"label": "figure", "what_if": "what-if"})
     a, b = st.columns([2, 3])
-    a.dataframe(table, hide_index=True, width="stretch", key="whatif_table")
-    b.altair_chart(K.compare_bars(cmp))
+    a.dataframe(table, hide_index=True, width="stretch", key="whatif_table",
+                column_config={c: st.column_config.NumberColumn(format="%.2f") for c in ("baseline", "what-if", "diff")})
+    b.altair_chart(K.compare_bars(cmp), width="stretch")
     ts = D.read_table(D.store_path(), "timeseries", [base_run["run_id"], var_run["run_id"]])
     if not ts.empty:
         ts["run"] = ts["run_id"].map({base_run["run_id"]: "baseline", var_run["run_id"]: "what-if"})

@@ -14,6 +14,13 @@ if not train:
     C.empty("No training runs yet: run `desim train …`.",
             "Training runs write their curves (return, loss, entropy, value error, per-agent credit) "
             "to the store's `train_curves` table; this page draws them, live while they train.")
+
+    @st.fragment(run_every=10.0)
+    def wait_for_training() -> None:  # the first training run shows up without a reload
+        if any(r.get("kind") == "train" for r in C.runs()):
+            st.rerun()
+
+    wait_for_training()
     st.stop()
 
 c1, c2, c3 = st.columns([2, 2, 1])
@@ -29,6 +36,8 @@ live = c3.toggle("live", value=True, key="conv_live",
 def curves_panel() -> None:
     rs = C.runs()  # re-read: new runs and status changes show up without a page reload
     tr = [r for r in rs if r.get("kind") == "train"]
+    if live and any(r.get("status") == "running" for r in tr) != any_running:
+        st.rerun()  # a run started or ended: rerun the page so the refresh rate follows
     ver = C.version(rs)
     curves = C.table("train_curves", [r["run_id"] for r in tr], ver=ver)
     if curves.empty:
@@ -59,8 +68,10 @@ def curves_panel() -> None:
     if not metrics and not others:
         C.empty("No curves for the chosen algorithms.")
         return
+    extra = st.multiselect("More metrics", others, key="conv_more", placeholder="other logged metrics "
+                           "(e.g. policy and value loss, KL, eval return)") if others else []
     cols = st.columns(2)
-    for i, metric in enumerate(metrics + others):
+    for i, metric in enumerate(metrics + extra):
         cols[i % 2].altair_chart(K.bands(bands, metric, x_title), width="stretch")
     credit = D.credit_frame(curves)
     if not credit.empty:

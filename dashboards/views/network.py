@@ -101,7 +101,8 @@ else:
     lhs = int(cons.loc[cons.side == "in", "count"].sum())
     rhs = int(cons.loc[cons.side == "out", "count"].sum())
     (st.success if ok else st.error)(
-        f"{'✅' if ok else '❌'} sent + duplicated = {lhs:,} {'=' if ok else '≠'} {rhs:,} = delivered + dropped + in flight",
+        f"sent + duplicated = {lhs:,} {'=' if ok else '≠'} {rhs:,} = delivered + dropped + in flight",
+        icon=":material/check_circle:" if ok else ":material/error:",
     )
     a, b = st.columns([2, 3])
     a.dataframe(cons, hide_index=True, width="stretch", key="network_conservation")

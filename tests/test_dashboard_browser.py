@@ -1,0 +1,261 @@
+"""The dashboard in a real browser: the test starts the app, headless Chromium
+(Debian's ``chromium`` + ``chromium-driver``, driven by Selenium) loads every page,
+waits for the charts, checks the key elements and saves screenshots.
+
+Screenshots go to the test's temp dir; with ``DESIM_SCREENSHOTS=DIR`` they are
+also copied there (``DESIM_SCREENSHOTS=docs/screenshots`` refreshes the docs).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+                allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from test_dashboard_support import ROOT, ToyTrainer, fill_store  # noqa: E402
+
+WAIT = 45  # seconds any one wait may take
+SERVER_START = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    out = tmp_path_factory.mktemp("screenshots")
+    yield out
+    extra = os.environ.get("DESIM_SCREENSHOTS")
+    if extra:
+        dst = Path(extra)
+        dst.mkdir(parents=True, exist_ok=True)
+        for p in sorted(out.glob("*.png")):
+            shutil.copy(p, dst / p.name)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dash-browser")
+    store = tmp / "store.duckdb"
+    # longer runs when refreshing the docs' screenshots (the partition is at 60 s either way)
+    until = 900.0 if os.environ.get("DESIM_SCREENSHOTS") else 240.0
+    ids = fill_store(store, tmp, until=until, train_seeds=3 if os.environ.get("DESIM_SCREENSHOTS") else 2)
+    port = _free_port()
+    env = dict(os.environ, DESIM_STORE=str(store), PYTHONUNBUFFERED="1")
+    log = open(tmp / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboards" / "app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not answer in {SERVER_START} s")
+            time.sleep(0.3)
+        yield {"base": base, "store": store, "ids": ids, "log": tmp / "server.log"}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(options=opts, service=service)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def wait_for(driver, what, timeout: float = WAIT, message: str = ""):
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: what(d))
+    except TimeoutException:
+        raise AssertionError(f"timed out after {timeout} s waiting for {message or what}") from None
+
+
+def idle(driver) -> bool:
+    """The script run has finished: no 'running' indicator, no skeletons left."""
+    running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+    skeletons = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSkeleton"]')
+    return not running and not skeletons
+
+
+def open_page(driver, server, path: str, title: str, charts: int):
+    driver.get(f"{server['base']}/{path}")
+    try:
+        wait_for(driver, lambda d: any(h.text.strip() == title for h in d.find_elements(By.TAG_NAME, "h1")),
+                 message=f"the page title {title!r}")
+        wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".vega-embed canvas, .vega-embed svg")) >= charts,
+                 message=f"{charts} charts drawn on {path}")
+        wait_for(driver, idle, message=f"{path} to finish running")
+    except AssertionError as e:
+        where = server["log"].parent / f"failed-{title}.png"
+        driver.save_screenshot(str(where))
+        raise AssertionError(f"{e} (screenshot {where}, server log {server['log']})") from None
+    time.sleep(0.5)  # let vega finish painting before a screenshot
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'), \
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="stException"]').text
+
+
+def metrics(driver) -> dict[str, str]:
+    out = {}
+    for m in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]'):
+        label = m.find_element(By.CSS_SELECTOR, '[data-testid="stMetricLabel"]').text.strip()
+        value = m.find_element(By.CSS_SELECTOR, '[data-testid="stMetricValue"]').text.strip()
+        out[label] = value
+    return out
+
+
+def shot(driver, shots: Path, name: str) -> Path:
+    """Screenshot of the whole page: the window grows to the main area's height first."""
+    height = driver.execute_script(
+        "const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 0;")
+    size = driver.get_window_size()
+    if height and height + 40 > size["height"]:
+        driver.set_window_size(size["width"], min(int(height) + 40, 5000))
+        time.sleep(0.8)  # charts that stretch re-render at the new size
+        wait_for(driver, idle, message="the resized page to settle")
+    p = shots / f"{name}.png"
+    driver.save_screenshot(str(p))
+    driver.set_window_size(size["width"], size["height"])
+    assert p.stat().st_size > 10_000
+    return p
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_every_page_renders(server, browser, shots):
+    ids = server["ids"]
+    # Runs: the table, headline metrics and, with runs picked in the URL, the comparison charts
+    picked = f"{ids['partitioned']},{ids['warehouse-small-event.toml:1']},{ids['warehouse-small-event.toml:2']}"
+    open_page(browser, server, f"?runs={picked}", "Runs", charts=3)  # Runs is the default page, at /
+    m = metrics(browser)
+    assert m["Runs shown"] == f"{len(ids)} of {len(ids)}"
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
+    nav = [a.text.splitlines()[-1] for a in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')]
+    assert nav == ["Runs", "Convergence", "Contention", "Network", "What-if"], nav
+    shot(browser, shots, "runs")
+
+    open_page(browser, server, "convergence", "Convergence", charts=5)
+    assert metrics(browser)["Algorithms"] == "2"
+    shot(browser, shots, "convergence")
+
+    # the runs picked in the URL carry over: Contention opens the first one
+    # heatmap, deadlocks and faults, throughput (with the other picked runs)
+    open_page(browser, server, f"contention?runs={picked}", "Contention", charts=3)
+    m = metrics(browser)
+    assert int(m["Deliveries"]) > 0 and int(m["Deadlocks"]) > 0 and "Blocked moves" in m
+    assert ids["partitioned"] in browser.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+    shot(browser, shots, "contention")
+
+    open_page(browser, server, f"network?runs={ids['network']}", "Network", charts=3)
+    m = metrics(browser)
+    assert m["Links cut at this time"] == "1"  # the slider starts at the first fault: zone-1 split from the core
+    text = browser.find_element(By.CSS_SELECTOR, '[data-testid="stAlertContentSuccess"]').text
+    assert "sent + duplicated" in text
+    shot(browser, shots, "network")
+
+
+def test_whatif_runs_and_compares(server, browser, shots):
+    from desim.store import Store
+
+    open_page(browser, server, "what-if", "What-if", charts=0)
+    before = len(Store(server["store"]).list_runs())
+    # two more robots (the slider moves by keyboard); the default length covers the base's partition
+    robots = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSlider"] input[aria-label="Robots"]')
+    robots.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+    wait_for(browser, lambda d: "robots = 6" in d.find_element(By.TAG_NAME, "body").text, message="robots = 6")
+    wait_for(browser, idle, message="the rerun after the slider")
+    assert browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Simulated s"]').get_attribute("value") == "1500.00"
+    button = wait_for(browser, lambda d: next((b for b in d.find_elements(By.TAG_NAME, "button")
+                                               if b.text.strip().endswith("Run what-if")), None),
+                      message="the Run what-if button")
+    button.click()
+    wait_for(browser, lambda d: any("vs baseline" in e.text for e in
+                                    d.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentSuccess"]')),
+             timeout=120, message="the what-if result")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".vega-embed canvas, .vega-embed svg")) >= 2,
+             message="the comparison charts")
+    wait_for(browser, idle, message="the what-if page to settle")
+    time.sleep(0.5)
+    m = metrics(browser)
+    assert "throughput / h" in m and "latency p95 (s)" in m and "deadlocks" in m
+    runs = Store(server["store"]).list_runs()
+    assert len(runs) == before + 2  # the baseline and the what-if
+    assert runs[0]["config"]["overrides"] == {"robots": 6} and runs[0]["config"]["until"] == 1500
+    shot(browser, shots, "what-if")
+
+
+def test_convergence_updates_live_without_reload(server, browser, shots):
+    """A training run writing to the store: the page's fragment picks up new steps by itself."""
+    from desim.store import Store
+
+    store = Store(server["store"])
+    run_id = store.begin_run("train", scenario="toy-climbing-game", seed=7, brain="reinforce_live",
+                             config={"algo": "reinforce_live"})
+    try:
+        tr = ToyTrainer("reinforce_live", 7)
+        store.append(run_id, "train_curves", tr.rows(10))
+        open_page(browser, server, "convergence", "Convergence", charts=5)
+        label = "Latest step (running)"
+        wait_for(browser, lambda d: label in metrics(d), message="the running run")
+        first = int(metrics(browser)[label].replace(",", ""))
+        browser.execute_script("window.__desim_marker = 42;")  # gone if the page reloads
+        store.append(run_id, "train_curves", tr.rows(30))
+        wait_for(browser, lambda d: int(metrics(d).get(label, "0").replace(",", "")) > first,
+                 timeout=20, message="the fragment to show the new steps")
+        assert browser.execute_script("return window.__desim_marker;") == 42
+    finally:
+        store.finish_run(run_id)
