@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_SCENARIO ?= scenarios/warehouse-small-event.toml
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test quick bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,8 +27,8 @@ test: setup
 		|| echo "warning: could not install chromium; the dashboard browser test will be skipped"; fi
 	$(VENV)/bin/pytest
 
-test-all: setup
-	$(VENV)/bin/pytest -m "slow or not slow"
+quick: setup
+	$(VENV)/bin/pytest -m "not slow"
 
 bench: setup
 	$(PY) bench/kernel.py

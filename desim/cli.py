@@ -190,7 +190,7 @@ def dash(
 
 @app.command()
 def train(
-    scenario: Path = typer.Argument(..., help="scenario TOML file with a [warehouse] section (optional [train] section)"),
+    scenario: Path = typer.Argument(..., help="scenario TOML file with a warehouse section (and optionally a train section)"),
     algo: str = typer.Option(..., help="learner: ippo, mappo, vdn, qmix or coma"),
     steps: int = typer.Option(..., help="environment steps to train for (summed over env copies)"),
     device: str = typer.Option("auto", help="torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:N"),

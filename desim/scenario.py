@@ -159,6 +159,7 @@ class Scenario(_Strict):
     traffic: list[TrafficCfg] = []
     faults: list[FaultCfg] = []
     warehouse: dict[str, Any] | None = Field(None, description="the warehouse model's section (models/warehouse)")
+    train: dict[str, Any] | None = Field(None, description="training settings for `desim train` (policies/train.py)")
 
     @field_validator("name")
     @classmethod

@@ -35,7 +35,6 @@ from policies.common import MLP, EnvInfo, ValueNorm
 
 @dataclass
 class MAPPOConfig:
-    n_envs: int = 8  # env copies stepped together (``policies.train`` builds the vector env with this many)
     rollout: int = 128  # env steps per copy between updates (batch = n_envs * rollout * agents samples)
     epochs: int = 5  # PPO epochs over each rollout (paper: 5-15; 5 on its harder tasks)
     minibatches: int = 2  # minibatches per epoch (paper: 1-2)
@@ -116,9 +115,22 @@ class MAPPO:
         ids = info.n_agents if c.agent_ids else 0
         self.actor = MLP(info.obs_dim + ids, info.n_actions, c.hidden, c.layers, out_gain=0.01).to(self.device)
         self.critic = MLP(self.critic_dim() + ids, 1, c.hidden, c.layers, out_gain=1.0).to(self.device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=c.adam_eps)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.adam_eps)
         self.value_norm = ValueNorm(()) if c.value_norm else None
+        self._opts: tuple | None = None  # built on first use: a policy that only acts never imports torch.optim's machinery
+        self._opt_states: tuple | None = None  # optimiser states loaded before the optimisers exist
+
+    def optimizers(self) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+        """(actor's Adam, critic's Adam), separate as in the paper's code."""
+        if self._opts is None:
+            c = self.cfg
+            self._opts = (torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=c.adam_eps),
+                          torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.adam_eps))
+            if self._opt_states is not None:
+                for opt, st in zip(self._opts, self._opt_states):
+                    if st:
+                        opt.load_state_dict(st)
+                self._opt_states = None
+        return self._opts
 
     # -- what actor and critic see ------------------------------------------
     def critic_dim(self) -> int:
@@ -156,7 +168,7 @@ class MAPPO:
     def train(self, venv: Any, steps: int, log: Callable[[int, dict], None],
               on_update: Callable[[int], None] | None = None) -> None:
         """Run ``steps`` environment steps (joint steps of one env copy, summed over copies)."""
-        c, dev = self.cfg, self.device
+        c = self.cfg
         E, N = len(venv.envs), self.info.n_agents
         T = c.rollout
         ids = self._grid_ids(E)
@@ -177,10 +189,9 @@ class MAPPO:
             for t in range(T):
                 crit = self.critic_features(obs, state)
                 with torch.no_grad():  # every agent of every copy: one forward pass each for actor and critic
-                    logits = self.actor(self._with_ids(obs, ids))
-                    probs = torch.softmax(logits, -1)
-                    a = torch.multinomial(probs.reshape(E * N, -1), 1, generator=self.gen).reshape(E, N)
-                    logp = torch.log(probs.gather(-1, a.unsqueeze(-1)).squeeze(-1) + 1e-12)
+                    logp_all = torch.log_softmax(self.actor(self._with_ids(obs, ids)), -1)
+                    a = torch.multinomial(logp_all.exp().reshape(E * N, -1), 1, generator=self.gen).reshape(E, N)
+                    logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)
                     v = self.critic(self._with_ids(crit, ids)).squeeze(-1)
                 b_obs[t], b_crit[t], b_active[t] = obs, crit, acting
                 b_act[t], b_logp[t], b_val[t] = a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
@@ -237,6 +248,7 @@ class MAPPO:
         t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=dev)  # noqa: E731
         act_t, old_logp_t, old_v_t = t(act, torch.int64), t(old_logp), t(old_v)
         adv_t, ret_t = t(adv), t(ret)
+        actor_opt, critic_opt = self.optimizers()
         M = len(act)
         sums: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0,
                                   "approx_kl": 0.0, "clip_frac": 0.0}
@@ -260,14 +272,14 @@ class MAPPO:
                 value_loss = torch.max(F.huber_loss(v, r_mb, reduction="none", delta=c.huber_delta),
                                        F.huber_loss(v_clipped, r_mb, reduction="none", delta=c.huber_delta)).mean()
 
-                self.actor_opt.zero_grad()
+                actor_opt.zero_grad()
                 (policy_loss - c.entropy_coef * entropy).backward()
                 nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm)
-                self.actor_opt.step()
-                self.critic_opt.zero_grad()
+                actor_opt.step()
+                critic_opt.zero_grad()
                 (c.value_coef * value_loss).backward()
                 nn.utils.clip_grad_norm_(self.critic.parameters(), c.max_grad_norm)
-                self.critic_opt.step()
+                critic_opt.step()
 
                 with torch.no_grad():
                     sums["policy_loss"] += policy_loss.item()
@@ -281,18 +293,25 @@ class MAPPO:
 
     # -- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
+        if self._opts is not None:
+            opt_states = tuple(o.state_dict() for o in self._opts)
+        else:
+            opt_states = self._opt_states or (None, None)
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "actor_opt": opt_states[0], "critic_opt": opt_states[1],
                 "value_norm": self.value_norm.state_dict() if self.value_norm is not None else None,
                 "policy_version": self.policy_version, "cfg": asdict(self.cfg), "info": asdict(self.info)}
 
     def load_state_dict(self, d: dict) -> None:
         self.actor.load_state_dict(d["actor"])
         self.critic.load_state_dict(d["critic"])
-        if d.get("actor_opt"):
-            self.actor_opt.load_state_dict(d["actor_opt"])
-        if d.get("critic_opt"):
-            self.critic_opt.load_state_dict(d["critic_opt"])
+        states = (d.get("actor_opt"), d.get("critic_opt"))
+        if self._opts is not None:
+            for opt, st in zip(self._opts, states):
+                if st:
+                    opt.load_state_dict(st)
+        else:
+            self._opt_states = states
         if self.value_norm is not None and d.get("value_norm"):
             self.value_norm.load_state_dict(d["value_norm"])
         self.policy_version = int(d.get("policy_version", self.policy_version))

@@ -13,11 +13,17 @@
 observation vector, computed from the live floor, concatenated.
 
 ``shaping`` (a coefficient, 0 = off) adds potential-based shaping (Ng et al.
-1999), which leaves the optimal policies unchanged: with
-``phi_i = [robot i carries a requested shelf] - min(d_i, H) / H``, ``d_i`` the
-planned number of actions to robot i's current target and ``H`` =
-``shaping_horizon``, robot i is paid ``shaping * (gamma * phi_i' - phi_i)``
-on top of its reward (``phi`` of an episode's last state is 0). RWARE's reward
+1999), which leaves the optimal policies unchanged: robot i is paid
+``shaping * (gamma * phi_i' - phi_i)`` on top of its reward (``phi`` of an
+episode's last state is 0), with ``shaping_potential``:
+
+- ``"carrying"``: ``phi_i`` = robot i carries a requested shelf (its
+  observation's feature 7): lifting a requested shelf pays at once, the
+  delivery pays the rest;
+- ``"distance"``: ``phi_i = [carries a requested shelf] - min(d_i, H) / H``,
+  ``d_i`` the planned number of actions to robot i's current target and ``H``
+  = ``shaping_horizon``: every step toward the target pays a little.
+ RWARE's reward
 is so sparse that a random policy, which every learner starts as, almost never
 delivers on the tiny floor; shaping gives learners a gradient from the first
 step. ``infos[agent]["raw_reward"]`` always carries the unshaped reward, and
@@ -68,7 +74,7 @@ class WarehouseParallelEnv(ParallelEnv):
                  request_queue: int | None = None, reward: str = "individual", zones: int = 1,
                  latency: float = 0.0, jitter: float = 0.0, loss: float = 0.0, durations: dict | None = None,
                  obs_radius: int = 1, tick_seconds: float = 1.0, shaping: float = 0.0, shaping_gamma: float = 0.99,
-                 shaping_horizon: int = 30):
+                 shaping_potential: str = "distance", shaping_horizon: int = 30):
         from network.topology import robot_name
 
         self.kwargs = dict(size=size, robots=robots, tempo=tempo, max_steps=max_steps, request_queue=request_queue,
@@ -84,7 +90,10 @@ class WarehouseParallelEnv(ParallelEnv):
         self._obs_dim = obs_dim(obs_radius)
         self._np_random = np.random.default_rng()
         self.model = None
+        if shaping_potential not in ("carrying", "distance"):
+            raise ValueError(f"shaping_potential must be 'carrying' or 'distance', got {shaping_potential!r}")
         self.shaping, self.shaping_gamma, self.shaping_horizon = shaping, shaping_gamma, shaping_horizon
+        self.shaping_potential = shaping_potential
 
     @functools.lru_cache(maxsize=None)
     def observation_space(self, agent):
@@ -122,7 +131,9 @@ class WarehouseParallelEnv(ParallelEnv):
         return self._observations(), self._infos()
 
     def potential(self) -> np.ndarray:
-        """Each robot's shaping potential on the live floor (see the module docstring)."""
+        """Each robot's shaping potential (see the module docstring)."""
+        if self.shaping_potential == "carrying":
+            return self._last_obs[:, 7].astype(np.float64)
         m, H = self.model, self.shaping_horizon
         view = m.view()
         phi = np.zeros(m.n)

@@ -1,0 +1,151 @@
+"""Versioned checkpoints, and learned policies as brains.
+
+A checkpoint is one ``torch.save`` file holding plain data (loadable with
+``weights_only=True``): the algorithm's registry name, its config, the
+environment it was trained on (env kwargs, observation radius), the policy
+version, and the learner's ``state_dict``. ``policies.train`` writes
+``<algo>-vNNNN.pt`` for every candidate and ``latest.pt`` for the promoted
+incumbent.
+
+``load_brain(path, rng)`` turns a checkpoint into a desim brain
+(``desim run SCENARIO --brain checkpoint:PATH``): every robot runs the same
+policy version, and the decisions that fall at one instant are encoded and
+decided in one batched forward pass (on CUDA when there is one).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+FORMAT = 1
+
+
+def _config_of(learner: Any) -> dict:
+    cfg = getattr(learner, "cfg", None)
+    if is_dataclass(cfg):
+        return asdict(cfg)
+    return dict(cfg or {})
+
+
+def save_checkpoint(path: str | os.PathLike, learner: Any, *, algo: str, env_kwargs: dict, obs_radius: int,
+                    version: int, env_steps: int, **extra: Any) -> Path:
+    """Write a checkpoint atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "algo": algo,
+        "cfg": _config_of(learner),
+        "info": asdict(learner.info),
+        "env_kwargs": dict(env_kwargs),
+        "obs_radius": int(obs_radius),
+        "policy_version": int(version),
+        "updates": int(getattr(learner, "policy_version", 0)),
+        "env_steps": int(env_steps),
+        "learner": learner.state_dict(),
+        **extra,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint's contents; ValueError (one line) for a missing or foreign file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"no checkpoint at {p}")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: the user's input
+        raise ValueError(f"{p}: not a desim checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "learner" not in ckpt:
+        raise ValueError(f"{p}: not a desim checkpoint (format {FORMAT} expected)")
+    return ckpt
+
+
+def load_learner(path: str | os.PathLike, device: str | torch.device = "auto"):
+    """``(learner, checkpoint)``: the learner rebuilt from its registry name and config."""
+    from policies.common import EnvInfo, device as pick_device
+    from policies.train import learner_class
+
+    ckpt = load_checkpoint(path)
+    cls = learner_class(ckpt["algo"])
+    learner = cls(EnvInfo(**ckpt["info"]), ckpt["cfg"], pick_device(device) if isinstance(device, str) else device, 0)
+    learner.load_state_dict(ckpt["learner"])
+    return learner, ckpt
+
+
+MODES = ("sample", "argmax")
+
+
+def decide(learner: Any, obs: np.ndarray, agent_ids: np.ndarray, mode: str = "sample",
+           rng: np.random.Generator | None = None) -> np.ndarray:
+    """Actions of a learned policy for one batch of decisions (one forward pass).
+
+    ``sample``: draw from the policy's action distribution with ``rng`` (the
+    policy as trained; reproducible, since the draws come from a seeded numpy
+    generator), for learners with ``action_probs``; ``argmax``: the most
+    probable (or greedy-Q) action. Learners without ``action_probs`` (VDN,
+    QMIX) always act greedily.
+    """
+    if mode == "sample" and rng is not None and hasattr(learner, "action_probs"):
+        p = learner.action_probs(obs, agent_ids)
+        u = rng.random((len(p), 1))
+        return np.minimum((u > np.cumsum(p, axis=-1)).sum(-1), p.shape[-1] - 1)
+    return np.asarray(learner.act(obs, agent_ids, deterministic=True))
+
+
+class CheckpointBrain:
+    """A learned policy as a desim brain: one version for every robot, one
+    forward pass per instant; actions drawn from the policy with the
+    scenario's brain stream (``mode="sample"``), or its most probable action
+    (``mode="argmax"``)."""
+
+    name = "checkpoint"
+
+    def __init__(self, learner: Any, ckpt: dict, rng: np.random.Generator, path: str = "", mode: str = "sample"):
+        if mode not in MODES:
+            raise ValueError(f"checkpoint:{path}#{mode}: mode must be one of {', '.join(MODES)}")
+        self.learner = learner
+        self.path = path
+        self.mode = mode
+        self.algo = ckpt["algo"]
+        self.policy_version = int(ckpt["policy_version"])
+        self.radius = int(ckpt["obs_radius"])
+        self.n_agents = int(ckpt["info"]["n_agents"])
+        self.rng = rng
+        self._encoder = None
+
+    def act(self, observations: Sequence) -> list[int]:
+        from models.warehouse.features import Encoder
+
+        if not observations:
+            return []
+        static = observations[0].view.static
+        if self._encoder is None or self._encoder.static is not static:
+            self._encoder = Encoder(static, self.radius)
+        x = self._encoder.encode_batch(observations)
+        ids = np.fromiter((ob.agent for ob in observations), dtype=np.int64, count=len(observations))
+        if ids.max() >= self.n_agents:  # a ScenarioError: the CLI reports it in one line, exit 2
+            from desim.scenario import ScenarioError
+
+            raise ScenarioError(self.path, "warehouse.robots", f"this checkpoint was trained for {self.n_agents} robots; "
+                                f"robot {int(ids.max())} has no agent id (use at most {self.n_agents} robots)")
+        return decide(self.learner, x, ids, self.mode, self.rng).tolist()
+
+
+def load_brain(spec: str, rng: np.random.Generator) -> CheckpointBrain:
+    """``checkpoint:PATH[#MODE]`` as a brain (on CUDA when available); MODE is
+    ``sample`` (default) or ``argmax``."""
+    path, _, mode = str(spec).partition("#")
+    if mode and mode not in MODES:
+        raise ValueError(f"checkpoint:{spec}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    learner, ckpt = load_learner(path, "auto")
+    return CheckpointBrain(learner, ckpt, rng, path, mode or "sample")
