@@ -78,7 +78,6 @@ class GreedyBrain:
             if on_arrival == NOOP and v.carry[i] < 0 and st.highway[c]:
                 # idle on a highway: park under a shelf, out of the loaded robots' way
                 dmap = self._navigator(st).parking_map()
-                on_arrival = NOOP
             else:
                 return on_arrival
         if dmap[c, d] == 0:

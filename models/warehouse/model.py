@@ -351,9 +351,7 @@ class WarehouseModel:
         env = self.sim.env
         while True:
             yield env.timeout(1.0)
-            before = len(self.book.orders)
             freed = self.book.expire(env.now)
-            del before
             for shelf in freed:
                 slot = int(np.flatnonzero(self.floor._queue == shelf)[0])
                 self.floor.set_request(slot, -1)
