@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from policies.common import MLP, EnvInfo, ValueNorm
+from policies.nonstationarity import RewardNormalizer
 
 
 @dataclass
@@ -54,6 +55,7 @@ class MAPPOConfig:
     value_norm: bool = True  # normalise value targets with running mean/std (paper: on)
     advantage_norm: bool = True  # standardise advantages over the acting samples of a rollout (paper: on)
     agent_ids: bool = True  # append the agent-id one-hot to actor and critic inputs (parameter sharing)
+    reward_norm: bool = False  # nonstationarity switch: scale every agent's reward by one running std (policies.nonstationarity)
 
 
 def gae_over_decisions(rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones: np.ndarray,
@@ -116,6 +118,7 @@ class MAPPO:
         self.actor = MLP(info.obs_dim + ids, info.n_actions, c.hidden, c.layers, out_gain=0.01).to(self.device)
         self.critic = MLP(self.critic_dim() + ids, 1, c.hidden, c.layers, out_gain=1.0).to(self.device)
         self.value_norm = ValueNorm(()) if c.value_norm else None
+        self.reward_norm = RewardNormalizer() if c.reward_norm else None
         self._opts: tuple | None = None  # built on first use: a policy that only acts never imports torch.optim's machinery
         self._opt_states: tuple | None = None  # optimiser states loaded before the optimisers exist
 
@@ -196,7 +199,12 @@ class MAPPO:
                 b_obs[t], b_crit[t], b_active[t] = obs, crit, acting
                 b_act[t], b_logp[t], b_val[t] = a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
                 obs, state, rew, done, acting = venv.step(b_act[t])
-                b_rew[t], b_done[t] = rew, done
+                if self.reward_norm is not None:  # one statistic over all agents, so no agent's scale drifts alone
+                    self.reward_norm.update(rew)
+                    b_rew[t] = self.reward_norm(rew)
+                else:
+                    b_rew[t] = rew
+                b_done[t] = done
                 ep_ret += rew
                 for k in np.flatnonzero(done):
                     done_returns.append(ep_ret[k].copy())
@@ -300,6 +308,7 @@ class MAPPO:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "actor_opt": opt_states[0], "critic_opt": opt_states[1],
                 "value_norm": self.value_norm.state_dict() if self.value_norm is not None else None,
+                "reward_norm": self.reward_norm.state_dict() if self.reward_norm is not None else None,
                 "policy_version": self.policy_version, "cfg": asdict(self.cfg), "info": asdict(self.info)}
 
     def load_state_dict(self, d: dict) -> None:
@@ -314,4 +323,6 @@ class MAPPO:
             self._opt_states = states
         if self.value_norm is not None and d.get("value_norm"):
             self.value_norm.load_state_dict(d["value_norm"])
+        if self.reward_norm is not None and d.get("reward_norm"):
+            self.reward_norm.load_state_dict(d["reward_norm"])
         self.policy_version = int(d.get("policy_version", self.policy_version))

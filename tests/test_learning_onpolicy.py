@@ -126,3 +126,26 @@ def test_learner_beats_random_on_the_tiny_floor(algo):
                                                   deterministic=False).reshape(obs.shape[:2]))
     print(f"{algo}: random {random_return:.2f}, learned {learned:.2f} deliveries per 500-step episode")
     assert learned >= random_return + 3.0, (algo, random_return, learned)
+
+
+@pytest.mark.parametrize("algo", ["mappo", "ippo"])
+def test_reward_normalisation_switch_scales_what_the_learner_sees(algo):
+    """The switch pools every agent's rewards into one running std; the learner's
+    GAE sees scaled rewards, the logged returns stay the env's own."""
+    from policies.common import EnvInfo
+
+    torch.set_num_threads(1)
+    cls = learner_class(algo)
+    info = EnvInfo(n_agents=2, obs_dim=59, state_dim=118)
+    learner = cls(info, {"reward_norm": True, "rollout": 32, "epochs": 1}, "cpu", 0)
+    seen = {}
+    venv = VectorWarehouseEnv(2, seed=0, shaping=0.5, shaping_potential="distance", **TINY)
+    learner.train(venv, 128, lambda step, m: seen.update(m))
+    rms = learner.reward_norm.rms
+    assert rms.count > 2 * 2 * 32  # every agent's reward of every copy folded in
+    assert rms.std > 0 and np.isfinite(rms.std)
+    assert {"loss", "entropy", "value_error"} <= set(seen)  # it trained on the scaled rewards
+    restored = cls(info, {"reward_norm": True}, "cpu", 1)
+    restored.load_state_dict(learner.state_dict())
+    assert restored.reward_norm.rms.count == rms.count
+    assert cls(info, {}, "cpu", 0).reward_norm is None  # off by default
