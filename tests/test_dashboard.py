@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from test_dashboard_support import ToyTrainer, fill_store  # noqa: E402
+from dashboard_support import ToyTrainer, fill_store  # noqa: E402
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py")
 TIMEOUT = 60

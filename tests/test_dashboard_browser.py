@@ -30,7 +30,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from test_dashboard_support import ROOT, ToyTrainer, fill_store  # noqa: E402
+from dashboard_support import ROOT, ToyTrainer, fill_store  # noqa: E402
 
 WAIT = 45  # seconds any one wait may take
 SERVER_START = 60
