@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.common import MLP, EnvInfo, gae
+from policies.common import MLP, EnvInfo, gae, learner_state, load_learner_state
 from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
 from policies.replay import fresh
 from policies.value_decomposition import make_config, with_ids
@@ -261,19 +261,10 @@ class COMA:
         return st
 
     # -- checkpoints ------------------------------------------------------------
+    _CHECKPOINTED = ("actor", "critic", "target_critic", "actor_opt", "critic_opt")
+
     def state_dict(self) -> dict:
-        return {"name": self.name, "cfg": asdict(self.cfg), "policy_version": self.policy_version,
-                "env_steps": self.env_steps, "updates": self.updates,
-                "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "target_critic": self.target_critic.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "reward_norm": self.reward_norm.state_dict() if self.reward_norm is not None else None}
+        return learner_state(self, self._CHECKPOINTED)
 
     def load_state_dict(self, d: dict) -> None:
-        for k in ("actor", "critic", "target_critic", "actor_opt", "critic_opt"):
-            getattr(self, k).load_state_dict(d[k])
-        self.policy_version, self.updates = d["policy_version"], d["updates"]
-        # a rollback mid-training must not rewind the step count (curves and the loop's budget)
-        self.env_steps = max(self.env_steps, d["env_steps"])
-        if self.reward_norm is not None and d.get("reward_norm") is not None:
-            self.reward_norm.load_state_dict(d["reward_norm"])
+        load_learner_state(self, d, self._CHECKPOINTED)

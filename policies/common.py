@@ -138,6 +138,30 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones:
     return adv, adv + values
 
 
+def learner_state(learner, modules: tuple[str, ...]) -> dict:
+    """A checkpointable dict for an off-policy/actor-critic learner: its config,
+    counters, the named modules/optimisers and its reward normaliser."""
+    from dataclasses import asdict
+
+    norm = getattr(learner, "reward_norm", None)
+    return {"name": learner.name, "cfg": asdict(learner.cfg), "policy_version": learner.policy_version,
+            "env_steps": learner.env_steps, "updates": learner.updates,
+            **{k: getattr(learner, k).state_dict() for k in modules},
+            "reward_norm": norm.state_dict() if norm is not None else None}
+
+
+def load_learner_state(learner, d: dict, modules: tuple[str, ...]) -> None:
+    """Restore what :func:`learner_state` saved."""
+    for k in modules:
+        getattr(learner, k).load_state_dict(d[k])
+    learner.policy_version, learner.updates = d["policy_version"], d["updates"]
+    # a rollback mid-training must not rewind the step count (curves and the loop's budget)
+    learner.env_steps = max(learner.env_steps, d["env_steps"])
+    norm = getattr(learner, "reward_norm", None)
+    if norm is not None and d.get("reward_norm") is not None:
+        norm.load_state_dict(d["reward_norm"])
+
+
 @dataclass
 class EnvInfo:
     """What a learner needs to know about the environment."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.common import MLP, EnvInfo
+from policies.common import MLP, EnvInfo, learner_state, load_learner_state
 from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
 from policies.replay import EpisodeRecorder, EpisodeReplay
 
@@ -289,19 +289,10 @@ class ValueDecomposition:
                 tgt.load_state_dict(net.state_dict())
 
     # -- checkpoints ------------------------------------------------------------
+    _CHECKPOINTED = ("q", "mixer", "target_q", "target_mixer", "opt")
+
     def state_dict(self) -> dict:
-        return {"name": self.name, "cfg": asdict(self.cfg), "policy_version": self.policy_version,
-                "env_steps": self.env_steps, "updates": self.updates,
-                "q": self.q.state_dict(), "mixer": self.mixer.state_dict(),
-                "target_q": self.target_q.state_dict(), "target_mixer": self.target_mixer.state_dict(),
-                "opt": self.opt.state_dict(),
-                "reward_norm": self.reward_norm.state_dict() if self.reward_norm is not None else None}
+        return learner_state(self, self._CHECKPOINTED)
 
     def load_state_dict(self, d: dict) -> None:
-        for k in ("q", "mixer", "target_q", "target_mixer", "opt"):
-            getattr(self, k).load_state_dict(d[k])
-        self.policy_version, self.updates = d["policy_version"], d["updates"]
-        # a rollback mid-training must not rewind the step count (curves and the loop's budget)
-        self.env_steps = max(self.env_steps, d["env_steps"])
-        if self.reward_norm is not None and d.get("reward_norm") is not None:
-            self.reward_norm.load_state_dict(d["reward_norm"])
+        load_learner_state(self, d, self._CHECKPOINTED)
