@@ -85,28 +85,67 @@ def load_learner(path: str | os.PathLike, device: str | torch.device = "auto"):
 MODES = ("sample", "argmax")
 
 
+class Memory:
+    """The hidden state a recurrent policy carries for each agent between its decisions.
+
+    Keys name agents (a robot's index in a run; ``(env copy, agent)`` in an
+    evaluation); an agent never seen starts from the policy's initial state.
+    Only agents that decide move on: ``put`` is called for the rows that acted.
+    """
+
+    def __init__(self, learner: Any):
+        self.learner = learner
+        self.h: dict[Any, torch.Tensor] = {}
+
+    def get(self, keys: Sequence) -> torch.Tensor:
+        init = self.learner.initial_memory(1)[0]
+        return torch.stack([self.h.get(k, init) for k in keys])
+
+    def put(self, keys: Sequence, h: torch.Tensor) -> None:
+        for k, row in zip(keys, h):
+            self.h[k] = row
+
+    def reset(self, keys: Sequence | None = None) -> None:
+        """Forget the given agents' state (an episode starts), or everyone's."""
+        if keys is None:
+            self.h.clear()
+        for k in keys or ():
+            self.h.pop(k, None)
+
+
 def decide(learner: Any, obs: np.ndarray, agent_ids: np.ndarray, mode: str = "sample",
-           rng: np.random.Generator | None = None) -> np.ndarray:
+           rng: np.random.Generator | None = None, memory: Memory | None = None,
+           keys: Sequence | None = None) -> np.ndarray:
     """Actions of a learned policy for one batch of decisions (one forward pass).
 
     ``sample``: draw from the policy's action distribution with ``rng`` (the
     policy as trained; reproducible, since the draws come from a seeded numpy
     generator), for learners with ``action_probs``; ``argmax``: the most
     probable (or greedy-Q) action. Learners without ``action_probs`` (VDN,
-    QMIX) always act greedily.
+    QMIX) always act greedily. A recurrent policy (``learner.recurrent``)
+    reads and updates each deciding agent's hidden state in ``memory`` under
+    ``keys`` (one per row); without a memory it decides from a fresh state.
     """
-    if mode == "sample" and rng is not None and hasattr(learner, "action_probs"):
+    if getattr(learner, "recurrent", False) and memory is not None:
+        keys = list(range(len(obs))) if keys is None else list(keys)
+        p, h = learner.policy_step(obs, agent_ids, memory.get(keys))
+        memory.put(keys, h)
+        if mode != "sample" or rng is None:
+            return p.argmax(-1)
+    elif mode == "sample" and rng is not None and hasattr(learner, "action_probs"):
         p = learner.action_probs(obs, agent_ids)
-        u = rng.random((len(p), 1))
-        return np.minimum((u > np.cumsum(p, axis=-1)).sum(-1), p.shape[-1] - 1)
-    return np.asarray(learner.act(obs, agent_ids, deterministic=True))
+    else:
+        return np.asarray(learner.act(obs, agent_ids, deterministic=True))
+    u = rng.random((len(p), 1))
+    return np.minimum((u > np.cumsum(p, axis=-1)).sum(-1), p.shape[-1] - 1)
 
 
 class CheckpointBrain:
     """A learned policy as a desim brain: one version for every robot, one
     forward pass per instant; actions drawn from the policy with the
     scenario's brain stream (``mode="sample"``), or its most probable action
-    (``mode="argmax"``)."""
+    (``mode="argmax"``). A recurrent policy keeps each robot's hidden state
+    for the run, moved on at that robot's own decisions."""
 
     name = "checkpoint"
 
@@ -121,6 +160,7 @@ class CheckpointBrain:
         self.radius = int(ckpt["obs_radius"])
         self.n_agents = int(ckpt["info"]["n_agents"])
         self.rng = rng
+        self.memory = Memory(learner) if getattr(learner, "recurrent", False) else None  # per robot, for the run
         self._encoder = None
 
     def act(self, observations: Sequence) -> list[int]:
@@ -138,7 +178,7 @@ class CheckpointBrain:
 
             raise ScenarioError(self.path, "warehouse.robots", f"this checkpoint was trained for {self.n_agents} robots; "
                                 f"robot {int(ids.max())} has no agent id (use at most {self.n_agents} robots)")
-        return decide(self.learner, x, ids, self.mode, self.rng).tolist()
+        return decide(self.learner, x, ids, self.mode, self.rng, self.memory, ids.tolist()).tolist()
 
 
 def load_brain(spec: str, rng: np.random.Generator) -> CheckpointBrain:

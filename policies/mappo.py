@@ -30,8 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from policies.common import MLP, EnvInfo, ValueNorm
-from policies.nonstationarity import RewardNormalizer
+from policies.common import MLP, EnvInfo, GRUNet, ValueNorm
+from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
+from policies.replay import fresh
 
 
 @dataclass
@@ -56,6 +57,13 @@ class MAPPOConfig:
     advantage_norm: bool = True  # standardise advantages over the acting samples of a rollout (paper: on)
     agent_ids: bool = True  # append the agent-id one-hot to actor and critic inputs (parameter sharing)
     reward_norm: bool = False  # nonstationarity switch: scale every agent's reward by one running std (policies.nonstationarity)
+    role_rotation: bool = False  # nonstationarity switch: permute agent ids (roles) per episode and env copy
+    adoption_lag: float | None = None  # nonstationarity switch: mean lag before an agent adopts a new policy version (None: at once)
+    adoption_clock: str = "steps"  # the lag's unit: 'steps' (vector steps) or 'seconds' (simulated)
+    adoption_history: int = 4  # policy versions kept for agents still running old ones
+    max_staleness: int | None = None  # drop rollout steps where some agent's version lags the learner's by more than k updates
+    recurrent: bool = False  # GRU actor (policies.common.GRUNet) with per-agent hidden state (paper: on for most tasks)
+    chunk: int = 8  # recurrent: sequence length of the training chunks, must divide rollout (paper's data_chunk_length: 10)
 
 
 def gae_over_decisions(rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones: np.ndarray,
@@ -105,6 +113,11 @@ class MAPPO:
         if unknown:
             raise ValueError(f"{self.name}: unknown config field(s) {sorted(unknown)}; known: {sorted(known)}")
         self.cfg = self.Config(**(cfg or {}))
+        c = self.cfg
+        if c.recurrent and (c.chunk < 1 or c.rollout % c.chunk):
+            raise ValueError(f"{self.name}: rollout ({c.rollout}) must be a multiple of chunk ({c.chunk})")
+        if c.adoption_clock not in ("steps", "seconds"):
+            raise ValueError(f"{self.name}: adoption_clock must be 'steps' or 'seconds', got {c.adoption_clock!r}")
         self.info = info
         self.device = torch.device(device)
         self.seed = seed
@@ -113,12 +126,16 @@ class MAPPO:
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
-        c = self.cfg
         ids = info.n_agents if c.agent_ids else 0
-        self.actor = MLP(info.obs_dim + ids, info.n_actions, c.hidden, c.layers, out_gain=0.01).to(self.device)
+        self.recurrent = c.recurrent
+        if c.recurrent:
+            self.actor: nn.Module = GRUNet(info.obs_dim + ids, info.n_actions, c.hidden, out_gain=0.01).to(self.device)
+        else:
+            self.actor = MLP(info.obs_dim + ids, info.n_actions, c.hidden, c.layers, out_gain=0.01).to(self.device)
         self.critic = MLP(self.critic_dim() + ids, 1, c.hidden, c.layers, out_gain=1.0).to(self.device)
         self.value_norm = ValueNorm(()) if c.value_norm else None
         self.reward_norm = RewardNormalizer() if c.reward_norm else None
+        self.versions: PolicyVersions | None = None  # set while training with adoption_lag
         self._opts: tuple | None = None  # built on first use: a policy that only acts never imports torch.optim's machinery
         self._opt_states: tuple | None = None  # optimiser states loaded before the optimisers exist
 
@@ -155,14 +172,39 @@ class MAPPO:
         return np.broadcast_to(np.arange(self.info.n_agents), (E, self.info.n_agents))
 
     # -- execution: decentralised, one forward pass per instant --------------
+    def initial_memory(self, batch: int) -> torch.Tensor | None:
+        """The hidden state of ``batch`` agents at an episode's start (None: a feed-forward policy)."""
+        return self.actor.initial(batch, self.device) if self.recurrent else None
+
+    def _actor(self, x: torch.Tensor, h: torch.Tensor | None, versions=None):
+        """``(logits, h')`` for a batch ``x (B, in)``; ``versions (B,)`` picks each row's policy version."""
+        if versions is not None and self.versions is not None:
+            out = grouped_forward(self.actor, self.versions.snapshots, versions, x, *(() if h is None else (h,)))
+        else:
+            out = self.actor(x) if h is None else self.actor(x, h)
+        return out if self.recurrent else (out, None)
+
     @torch.no_grad()
+    def policy_step(self, obs: np.ndarray, agent_ids: np.ndarray, h: torch.Tensor | None = None):
+        """``(B, D)``, ``(B,)``, hidden ``(B, H)`` or None -> ``(probs (B, A), h')``.
+
+        A recurrent policy's hidden state: ``h`` is what each agent carried
+        from its last decision (None: a fresh episode); a feed-forward policy
+        ignores ``h`` and returns None for it."""
+        x = self._with_ids(obs, agent_ids)
+        if self.recurrent and h is None:
+            h = self.initial_memory(x.shape[0])
+        logits, h2 = self._actor(x, h.to(self.device) if h is not None else None)
+        return torch.softmax(logits, -1).cpu().numpy(), h2
+
     def action_probs(self, obs: np.ndarray, agent_ids: np.ndarray) -> np.ndarray:
-        """``(B, D)``, ``(B,)`` -> ``(B, n_actions)`` action probabilities."""
-        return torch.softmax(self.actor(self._with_ids(obs, agent_ids)), -1).cpu().numpy()
+        """``(B, D)``, ``(B,)`` -> ``(B, n_actions)`` action probabilities (recurrent: from a fresh hidden state)."""
+        return self.policy_step(obs, agent_ids)[0]
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, agent_ids: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        logits = self.actor(self._with_ids(obs, agent_ids))
+        x = self._with_ids(obs, agent_ids)
+        logits, _ = self._actor(x, self.initial_memory(x.shape[0]))
         if deterministic:
             return logits.argmax(-1).cpu().numpy()
         return torch.multinomial(torch.softmax(logits, -1), 1, generator=self.gen).squeeze(-1).cpu().numpy()
@@ -170,64 +212,103 @@ class MAPPO:
     # -- training --------------------------------------------------------------
     def train(self, venv: Any, steps: int, log: Callable[[int, dict], None],
               on_update: Callable[[int], None] | None = None) -> None:
-        """Run ``steps`` environment steps (joint steps of one env copy, summed over copies)."""
-        c = self.cfg
+        """Run ``steps`` environment steps (joint steps of one env copy, summed over copies).
+
+        Arrays are kept in role order (``RoleRotation``: the identity unless
+        ``role_rotation``); actions go back to the robots that chose them."""
+        c, dev = self.cfg, self.device
         E, N = len(venv.envs), self.info.n_agents
         T = c.rollout
         ids = self._grid_ids(E)
         obs, state, acting = venv.reset()
+        roles = RoleRotation(E, N, enabled=c.role_rotation, seed=self.seed + 1)
+        clock = AdoptionClock(venv, c.adoption_clock)
+        self.versions = None
+        if c.adoption_lag is not None:
+            self.versions = PolicyVersions(E, N, c.adoption_lag, c.adoption_history, seed=self.seed + 2)
+            self.versions.publish(self.policy_version, self.actor)
+        h = self.initial_memory(E * N)
+        H = h.shape[-1] if h is not None else 0
+        starting = np.ones(E, bool)  # an episode starts at the next step (hidden states reset there)
         ep_ret = np.zeros((E, N))
-        done_returns: list[np.ndarray] = []  # per-agent returns of finished episodes since the last log
+        done_returns: list[np.ndarray] = []  # per-robot returns of finished episodes since the last log
         env_steps = 0
         while env_steps < steps:
             t0 = time.perf_counter()
             b_obs = np.zeros((T, E, N, self.info.obs_dim), np.float32)
             b_crit = np.zeros((T, E, N, self.critic_dim()), np.float32)
             b_act = np.zeros((T, E, N), np.int64)
-            b_logp = np.zeros((T, E, N), np.float32)
+            b_logp = np.zeros((T, E, N), np.float32)  # log-probability under the version the agent ran
             b_val = np.zeros((T, E, N), np.float32)  # critic outputs (normalised units)
             b_rew = np.zeros((T, E, N), np.float32)
             b_done = np.zeros((T, E), bool)
+            b_start = np.zeros((T, E), bool)
             b_active = np.zeros((T, E, N), bool)
+            b_ver = np.zeros((T, E, N), np.int64)
+            b_h = np.zeros((T, E, N, H), np.float32)  # recurrent: each agent's hidden state entering step t
             for t in range(T):
-                crit = self.critic_features(obs, state)
-                with torch.no_grad():  # every agent of every copy: one forward pass each for actor and critic
-                    logp_all = torch.log_softmax(self.actor(self._with_ids(obs, ids)), -1)
-                    a = torch.multinomial(logp_all.exp().reshape(E * N, -1), 1, generator=self.gen).reshape(E, N)
+                o, s, m = roles.to_roles(obs), roles.state_to_roles(state), roles.to_roles(acting)
+                crit = self.critic_features(o, s)
+                v_used = self.versions.advance(clock.now()) if self.versions is not None else np.full((E, N), self.policy_version)
+                with torch.no_grad():  # every agent of every copy: one forward pass for the actor (per version) and the critic
+                    x = self._with_ids(o, ids).reshape(E * N, -1)
+                    if h is not None:
+                        h = h * torch.as_tensor(~np.repeat(starting, N), dtype=torch.float32, device=dev).unsqueeze(-1)
+                        b_h[t] = h.reshape(E, N, H).cpu().numpy()
+                    logits, h_new = self._actor(x, h, v_used.reshape(-1) if self.versions is not None else None)
+                    logp_all = torch.log_softmax(logits, -1)
+                    a = torch.multinomial(logp_all.exp(), 1, generator=self.gen).squeeze(-1)
                     logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)
+                    if h is not None:  # an agent that did not decide keeps its memory
+                        h = torch.where(torch.as_tensor(m.reshape(-1), device=dev).unsqueeze(-1), h_new, h)
                     v = self.critic(self._with_ids(crit, ids)).squeeze(-1)
-                b_obs[t], b_crit[t], b_active[t] = obs, crit, acting
-                b_act[t], b_logp[t], b_val[t] = a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
-                obs, state, rew, done, acting = venv.step(b_act[t])
+                b_obs[t], b_crit[t], b_active[t], b_ver[t], b_start[t] = o, crit, m, v_used, starting
+                b_act[t], b_logp[t], b_val[t] = a.view(E, N).cpu().numpy(), logp.view(E, N).cpu().numpy(), v.cpu().numpy()
+                obs, state, rew, done, acting = venv.step(roles.to_robots(b_act[t]))
                 if self.reward_norm is not None:  # one statistic over all agents, so no agent's scale drifts alone
                     self.reward_norm.update(rew)
-                    b_rew[t] = self.reward_norm(rew)
+                    rew_n = self.reward_norm(rew)
                 else:
-                    b_rew[t] = rew
+                    rew_n = rew
+                b_rew[t] = roles.to_roles(np.asarray(rew_n, dtype=np.float32))
                 b_done[t] = done
+                starting = np.asarray(done, bool).copy()
                 ep_ret += rew
                 for k in np.flatnonzero(done):
                     done_returns.append(ep_ret[k].copy())
                     ep_ret[k] = 0
+                    roles.new_episode(k)
+                clock.tick(done)
             env_steps += T * E
             with torch.no_grad():
-                last_v = self.critic(self._with_ids(self.critic_features(obs, state), ids)).squeeze(-1).cpu().numpy()
+                o, s = roles.to_roles(obs), roles.state_to_roles(state)
+                last_v = self.critic(self._with_ids(self.critic_features(o, s), ids)).squeeze(-1).cpu().numpy()
             rollout_s = time.perf_counter() - t0
 
             t1 = time.perf_counter()
             values, last_values = self._denorm(b_val), self._denorm(last_v)
             adv, ret = gae_over_decisions(b_rew, values, last_values, b_done, b_active, c.gamma, c.gae_lambda)
-            sel = b_active.reshape(-1)
+            keep = b_active & fresh(b_ver, self.policy_version, c.max_staleness).all(-1, keepdims=True)
+            sel = keep.reshape(-1)
             value_error = float(np.abs(values.reshape(-1)[sel] - ret.reshape(-1)[sel]).mean()) if sel.any() else 0.0
-            stats = self._update(b_obs.reshape(T * E * N, -1)[sel], b_crit.reshape(T * E * N, -1)[sel],
-                                 np.broadcast_to(ids, (T, E, N)).reshape(-1)[sel], b_act.reshape(-1)[sel],
-                                 b_logp.reshape(-1)[sel], b_val.reshape(-1)[sel],
-                                 adv.reshape(-1)[sel], ret.reshape(-1)[sel])
+            batch = {"obs": b_obs, "crit": b_crit, "ids": np.broadcast_to(ids, (T, E, N)), "act": b_act,
+                     "logp": b_logp, "val": b_val, "adv": adv, "ret": ret, "active": b_active}
+            if h is not None:
+                stats = self._update(self._chunks(batch, keep, b_start, b_h))
+            else:  # every kept sample on its own: sequences of length 1
+                stats = self._update(({k: x.reshape((1, T * E * N) + x.shape[3:])[:, sel] for k, x in batch.items()},
+                                      np.ones((1, int(sel.sum())), bool), None, None))
             self.policy_version += 1
+            if self.versions is not None:
+                self.versions.publish(self.policy_version, self.actor, clock.now())
             update_s = time.perf_counter() - t1
 
             metrics = {**stats, "value_error": value_error, "rollout_s": rollout_s, "update_s": update_s,
-                       "policy_version": float(self.policy_version)}
+                       "policy_version": float(self.policy_version), "kept_frac": float(keep.sum() / max(b_active.sum(), 1)),
+                       # asynchronous adoption: how far behind the learner the acting agents ran, and how often
+                       # one env copy ran more than one version at a step
+                       "version_lag": float((self.policy_version - 1 - b_ver)[b_active].mean()) if b_active.any() else 0.0,
+                       "mixed_versions": float((b_ver.min(-1) != b_ver.max(-1)).mean())}
             if done_returns:
                 per_agent = np.mean(done_returns, axis=0)
                 metrics["return"] = float(per_agent.sum())
@@ -239,46 +320,81 @@ class MAPPO:
             if on_update is not None:
                 on_update(env_steps)
 
+    def _chunks(self, batch: dict, keep: np.ndarray, starts: np.ndarray, hidden: np.ndarray):
+        """A rollout cut into sequences of ``chunk`` steps per agent: arrays ``(L, C, ...)``
+        with ``C = T/L * E * N`` chunks, the hidden state entering each chunk, and
+        where episodes start inside them (the MAPPO paper's data chunks)."""
+        T, E, N = keep.shape
+        L = self.cfg.chunk
+
+        def cut(x):  # (T, E, N, ...) -> (L, T/L * E * N, ...)
+            x = np.asarray(x).reshape((T // L, L) + x.shape[1:])
+            return np.moveaxis(x, 1, 0).reshape((L, (T // L) * E * N) + x.shape[4:])
+
+        st = np.broadcast_to(starts[:, :, None], (T, E, N))
+        return ({k: cut(x) for k, x in batch.items()}, cut(keep), cut(st), cut(hidden)[0])
+
     def _denorm(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)
         return self.value_norm.denormalize(v) if self.value_norm is not None else v
 
-    def _update(self, obs, crit, ids, act, old_logp, old_v, adv, ret) -> dict:
-        """PPO epochs over the acting samples of one rollout; returns mean losses."""
+    def _update(self, data) -> dict:
+        """PPO epochs over one rollout's samples; returns mean losses.
+
+        ``data = (arrays, mask, starts, h0)``: arrays ``(L, C, ...)`` (``C``
+        sequences of ``L`` steps; ``L = 1`` for a feed-forward actor), ``mask``
+        ``(L, C)`` the samples that count (acting and fresh; ``arrays["active"]``:
+        acting), ``starts``
+        ``(L, C)`` episode starts and ``h0 (C, H)`` the hidden state entering each
+        sequence (None for a feed-forward actor). Losses are means over the
+        masked samples; minibatches split the sequences."""
         c, dev = self.cfg, self.device
+        arrays, mask, starts, h0 = data
+        mask = np.asarray(mask, bool)
+        ret, adv = np.asarray(arrays["ret"], np.float64), np.asarray(arrays["adv"], np.float64)
+        if not mask.any():
+            return {k: 0.0 for k in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")}
         if self.value_norm is not None:
-            self.value_norm.update(ret)
+            self.value_norm.update(ret[mask])
             ret = self.value_norm.normalize(ret)
-        if c.advantage_norm and adv.size > 1:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        x_a = self._with_ids(obs, ids)
-        x_c = self._with_ids(crit, ids)
+        if c.advantage_norm and mask.sum() > 1:
+            adv = (adv - adv[mask].mean()) / (adv[mask].std() + 1e-8)
+        x_a = self._with_ids(arrays["obs"], arrays["ids"])
+        x_c = self._with_ids(arrays["crit"], arrays["ids"])
         t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=dev)  # noqa: E731
-        act_t, old_logp_t, old_v_t = t(act, torch.int64), t(old_logp), t(old_v)
-        adv_t, ret_t = t(adv), t(ret)
+        act_t, old_logp_t, old_v_t = t(arrays["act"], torch.int64), t(arrays["logp"]), t(arrays["val"])
+        adv_t, ret_t, mask_t, active_t = t(adv), t(ret), t(mask), t(arrays["active"])
+        starts_t = t(starts) if starts is not None else None
+        h0_t = t(h0) if h0 is not None else None
         actor_opt, critic_opt = self.optimizers()
-        M = len(act)
+        C = mask.shape[1]
         sums: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0,
                                   "approx_kl": 0.0, "clip_frac": 0.0}
         n = 0
         for _ in range(c.epochs):
-            for mb in np.array_split(self.rng.permutation(M), max(1, min(c.minibatches, M))):
+            for mb in np.array_split(self.rng.permutation(C), max(1, min(c.minibatches, C))):
                 mb_t = torch.as_tensor(mb, device=dev)
-                logits = self.actor(x_a[mb_t])
+                w = mask_t[:, mb_t]
+                count = w.sum()
+                if count.item() == 0:
+                    continue
+                mean = lambda z: (z * w).sum() / count  # noqa: E731
+                logits = self._sequence_logits(x_a[:, mb_t], None if h0_t is None else h0_t[mb_t],
+                                               None if starts_t is None else starts_t[:, mb_t], active_t[:, mb_t])
                 logp_all = torch.log_softmax(logits, -1)
-                logp = logp_all.gather(-1, act_t[mb_t].unsqueeze(-1)).squeeze(-1)
-                entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
-                log_ratio = logp - old_logp_t[mb_t]
+                logp = logp_all.gather(-1, act_t[:, mb_t].unsqueeze(-1)).squeeze(-1)
+                entropy = mean(-(logp_all.exp() * logp_all).sum(-1))
+                log_ratio = (logp - old_logp_t[:, mb_t]) * w
                 ratio = log_ratio.exp()
-                a_mb = adv_t[mb_t]
-                policy_loss = -torch.min(ratio * a_mb, ratio.clamp(1 - c.clip, 1 + c.clip) * a_mb).mean()
+                a_mb = adv_t[:, mb_t]
+                policy_loss = -mean(torch.min(ratio * a_mb, ratio.clamp(1 - c.clip, 1 + c.clip) * a_mb))
 
-                v = self.critic(x_c[mb_t]).squeeze(-1)
-                v_old = old_v_t[mb_t]
+                v = self.critic(x_c[:, mb_t]).squeeze(-1)
+                v_old = old_v_t[:, mb_t]
                 v_clipped = v_old + (v - v_old).clamp(-c.value_clip, c.value_clip)
-                r_mb = ret_t[mb_t]
-                value_loss = torch.max(F.huber_loss(v, r_mb, reduction="none", delta=c.huber_delta),
-                                       F.huber_loss(v_clipped, r_mb, reduction="none", delta=c.huber_delta)).mean()
+                r_mb = ret_t[:, mb_t]
+                value_loss = mean(torch.max(F.huber_loss(v, r_mb, reduction="none", delta=c.huber_delta),
+                                            F.huber_loss(v_clipped, r_mb, reduction="none", delta=c.huber_delta)))
 
                 actor_opt.zero_grad()
                 (policy_loss - c.entropy_coef * entropy).backward()
@@ -294,10 +410,25 @@ class MAPPO:
                     sums["value_loss"] += value_loss.item()
                     sums["entropy"] += entropy.item()
                     sums["loss"] += (policy_loss - c.entropy_coef * entropy + c.value_coef * value_loss).item()
-                    sums["approx_kl"] += ((ratio - 1) - log_ratio).mean().item()
-                    sums["clip_frac"] += ((ratio - 1).abs() > c.clip).float().mean().item()
+                    sums["approx_kl"] += mean((ratio - 1) - log_ratio).item()
+                    sums["clip_frac"] += mean(((ratio - 1).abs() > c.clip).float()).item()
                 n += 1
         return {k: v / max(n, 1) for k, v in sums.items()}
+
+    def _sequence_logits(self, x: torch.Tensor, h: torch.Tensor | None, starts: torch.Tensor | None,
+                         acting: torch.Tensor) -> torch.Tensor:
+        """The actor over ``x (L, B, in)``: a feed-forward actor row by row; a recurrent
+        one step by step from ``h``, resetting at episode starts and carrying the
+        hidden state unchanged through steps where the agent did not decide (as in the rollout)."""
+        if h is None:
+            return self.actor(x)
+        outs = []
+        for k in range(x.shape[0]):
+            h = h * (1 - starts[k]).unsqueeze(-1)
+            o, h_new = self.actor(x[k], h)
+            h = torch.where(acting[k].unsqueeze(-1) > 0, h_new, h)
+            outs.append(o)
+        return torch.stack(outs)
 
     # -- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:

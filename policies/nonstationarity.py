@@ -208,24 +208,31 @@ class PolicyVersions:
 
 
 def grouped_forward(module: nn.Module, snapshots: dict[int, dict[str, torch.Tensor]],
-                    versions, x: torch.Tensor) -> torch.Tensor:
+                    versions, x: torch.Tensor, *extra: torch.Tensor):
     """``module`` applied to each row of ``x`` with that row's version's parameters.
 
     ``versions`` (``(B,)``) names a snapshot per row; rows sharing a version go
     through one forward pass (``torch.func.functional_call``), and outputs come
-    back in row order. Versions missing from ``snapshots`` use ``module``'s
+    back in row order. ``extra`` inputs (a recurrent module's hidden state) are
+    split by row alongside ``x``; a module returning a tuple (``(out, h')``)
+    gets a tuple back. Versions missing from ``snapshots`` use ``module``'s
     live parameters.
     """
     versions = np.asarray(versions).reshape(-1)
     groups = np.unique(versions)
     if len(groups) == 1 and int(groups[0]) not in snapshots:
-        return module(x)
-    out = None
+        return module(x, *extra)
+    outs: list[torch.Tensor] | None = None
+    single = False
     for v in groups:
         rows = torch.as_tensor(np.flatnonzero(versions == v), device=x.device)
+        args = (x[rows],) + tuple(e[rows] for e in extra)
         params = snapshots.get(int(v))
-        y = module(x[rows]) if params is None else functional_call(module, params, (x[rows],))
-        if out is None:
-            out = y.new_empty((x.shape[0],) + y.shape[1:])
-        out[rows] = y
-    return out
+        y = module(*args) if params is None else functional_call(module, params, args)
+        if isinstance(y, torch.Tensor):
+            y, single = (y,), True
+        if outs is None:
+            outs = [part.new_empty((x.shape[0],) + part.shape[1:]) for part in y]
+        for o, part in zip(outs, y):
+            o[rows] = part
+    return outs[0] if single else tuple(outs)

@@ -89,18 +89,27 @@ def held_out_return(learner: Any, env_kwargs: dict, episodes: int, seed: int, mo
     candidate and incumbent).
     """
     from models.warehouse.env import VectorWarehouseEnv
-    from policies.checkpoint import decide
+    from policies.checkpoint import Memory, decide
 
     venv = VectorWarehouseEnv(episodes, seed=seed, **env_kwargs)
     rng = np.random.default_rng(seed)
-    obs, _state, _acting = venv.reset()
+    obs, _state, acting = venv.reset()
     E, N, D = obs.shape
     ids = np.tile(np.arange(N), E)
     total = np.zeros(E)
     finished = np.zeros(E, dtype=bool)
+    memory = Memory(learner) if getattr(learner, "recurrent", False) else None
     while not finished.all():
-        actions = decide(learner, obs.reshape(E * N, D), ids, mode, rng).reshape(E, N)
-        obs, _state, rew, done, _acting = venv.step(actions)
+        if memory is None:
+            actions = decide(learner, obs.reshape(E * N, D), ids, mode, rng).reshape(E, N)
+        else:  # only the agents that decide move their hidden state on
+            rows = np.flatnonzero(np.asarray(acting).reshape(-1))
+            actions = np.zeros(E * N, np.int64)
+            actions[rows] = decide(learner, obs.reshape(E * N, D)[rows], ids[rows], mode, rng, memory, rows.tolist())
+            actions = actions.reshape(E, N)
+        obs, _state, rew, done, acting = venv.step(actions)
+        if memory is not None:
+            memory.reset([e * N + i for e in np.flatnonzero(done) for i in range(N)])
         total += np.where(finished, 0.0, rew.sum(axis=1))
         finished |= done
     return float(total.mean())

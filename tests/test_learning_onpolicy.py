@@ -89,8 +89,11 @@ def test_mappo_critic_learns_normalised_targets():
     crit = rng.random((M, INFO.state_dim)).astype(np.float32)
     ids = rng.integers(0, 2, M)
     ret = 100.0 + 5.0 * rng.normal(size=M)
-    learner._update(obs, crit, ids, rng.integers(0, 5, M), np.full(M, np.log(0.2), np.float32),
-                    np.zeros(M, np.float32), rng.normal(size=M), ret)
+    arrays = {"obs": obs, "crit": crit, "ids": ids, "act": rng.integers(0, 5, M),
+              "logp": np.full(M, np.log(0.2), np.float32), "val": np.zeros(M, np.float32),
+              "adv": rng.normal(size=M), "ret": ret, "active": np.ones(M, bool)}
+    # feed-forward actor: M sequences of length 1, every sample counts
+    learner._update(({k: v[None] for k, v in arrays.items()}, np.ones((1, M), bool), None, None))
     assert learner.value_norm.mean == pytest.approx(ret.mean(), rel=1e-6)
     with torch.no_grad():
         raw = learner.critic(learner._with_ids(crit, ids)).squeeze(-1).numpy()
