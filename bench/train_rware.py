@@ -12,8 +12,12 @@ with env-steps/s for each. Figures go into ``docs/benchmarks.md``.
 The return is the env's own (unshaped) episode return summed over robots,
 i.e. deliveries per 500-step episode: the quantity EPyMARL reports for RWARE.
 
+An algo named ``X-gru`` (e.g. ``mappo-gru``) is learner ``X`` with its
+recurrent (GRU) actor (``recurrent = true``). The plot (``returns.png``) needs
+matplotlib (``pip install -e '.[bench]'``).
+
 Usage:
-    python bench/train_rware.py [--tasks tiny-2ag,small-4ag] [--algos mappo,ippo,qmix]
+    python bench/train_rware.py [--tasks tiny-2ag,small-4ag] [--algos mappo,ippo,qmix,mappo-gru]
                                 [--steps 200000] [--seed 0] [--shaping 0.5] [--out runs/bench/train_rware]
 """
 from __future__ import annotations
@@ -60,6 +64,11 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/train_rware"))
     args = ap.parse_args()
+    for task in args.tasks.split(","):
+        if task not in TASKS:
+            ap.error(f"--tasks: unknown task {task!r} (expected {', '.join(TASKS)})")
+    if args.steps <= 0:
+        ap.error(f"--steps must be positive, got {args.steps}")
 
     from policies.train import train
 
@@ -72,9 +81,10 @@ def main() -> None:
     for task in args.tasks.split(","):
         for algo in args.algos.split(","):
             env = {**TASKS[task], "tempo": "tick", "reward": "individual"}
+            learner, cfg = (algo[: -len("-gru")], {"recurrent": True}) if algo.endswith("-gru") else (algo, {})
             t0 = time.perf_counter()
             try:
-                r = train(env, algo, args.steps, device=args.device, seed=args.seed,
+                r = train(env, learner, args.steps, device=args.device, seed=args.seed, cfg=cfg,
                           out_dir=Path(tempfile.mkdtemp(prefix=f"{task}-{algo}-", dir=args.out)), store_path=store,
                           progress=True, train_cfg={"shaping": args.shaping, "checkpoint_every": 50_000})
             except ValueError as e:  # e.g. a learner not importable yet
