@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.common import MLP, EnvInfo, gae, learner_state, load_learner_state
+from policies.common import MLP, EnvInfo, gae, learner_state, load_learner_state, make_config
 from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
 from policies.replay import fresh
-from policies.value_decomposition import make_config, with_ids
+from policies.value_decomposition import with_ids
 
 
 @dataclass

@@ -6,16 +6,69 @@
 - ``ValueNorm``: MAPPO's value normaliser (running mean/std of returns; the
   critic predicts normalised values).
 - ``gae``: generalised advantage estimation over a rollout, with episode ends.
+- ``make_config``: a learner's config dataclass from a ``[train.<algo>]`` table,
+  every field checked (type and range), errors as ``ConfigError`` naming the field.
 - ``Learner``: the protocol the training loop (``policies.train``) drives.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 from torch import nn
+
+
+class ConfigError(ValueError):
+    """A learner hyperparameter that cannot be used; ``field`` names it, ``problem`` says why."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}")
+
+
+# Ranges by field name (every learner uses the same names for the same things).
+_IN_UNIT = {"gamma", "gae_lambda", "td_lambda", "eps_start", "eps_end", "target_tau"}  # in [0, 1]
+_POSITIVE = {"lr", "actor_lr", "critic_lr", "adam_eps", "huber_delta"}  # > 0
+_ZERO_OK_INTS = {"max_staleness", "learning_starts", "eps_anneal_steps"}  # ints that may be 0 (others: >= 1)
+_CHOICES = {"adoption_clock": ("steps", "seconds")}
+
+
+def make_config(cls, cfg: dict | None):
+    """``cls`` (a config dataclass) with ``cfg``'s fields, each checked against its
+    annotation (bool, int, float, str, optionally None) and its range; the first
+    problem raises :class:`ConfigError`."""
+    cfg = dict(cfg or {})
+    by_name = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(cfg) - set(by_name))
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown field (known: {', '.join(sorted(by_name))})")
+    for name, v in cfg.items():
+        kind = str(by_name[name].type).replace(" ", "")
+        if v is None:
+            if "None" not in kind:
+                raise ConfigError(name, "must be set (None is not allowed)")
+            continue
+        base = kind.split("|")[0]
+        ok = {"bool": isinstance(v, bool), "int": isinstance(v, int) and not isinstance(v, bool),
+              "float": isinstance(v, (int, float)) and not isinstance(v, bool), "str": isinstance(v, str)}.get(base, True)
+        if not ok:
+            raise ConfigError(name, f"must be {'a whole number' if base == 'int' else 'a number' if base == 'float' else 'true or false' if base == 'bool' else 'a string'}, got {v!r}")
+        if base == "float" and not np.isfinite(v):
+            raise ConfigError(name, f"must be finite, got {v!r}")
+        if name in _CHOICES and v not in _CHOICES[name]:
+            raise ConfigError(name, f"must be one of {', '.join(map(repr, _CHOICES[name]))}, got {v!r}")
+        if base == "int" and v < (0 if name in _ZERO_OK_INTS else 1):
+            raise ConfigError(name, f"must be at least {0 if name in _ZERO_OK_INTS else 1}, got {v}")
+        if base == "float":
+            if name in _IN_UNIT and not 0.0 <= v <= 1.0:
+                raise ConfigError(name, f"must be in [0, 1], got {v}")
+            if name in _POSITIVE and v <= 0:
+                raise ConfigError(name, f"must be positive, got {v}")
+            if v < 0:
+                raise ConfigError(name, f"must not be negative, got {v}")
+    return cls(**cfg)
 
 
 def device(spec: str = "auto") -> torch.device:

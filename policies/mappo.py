@@ -22,7 +22,7 @@ sees only the agent's local observation.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from policies.common import MLP, EnvInfo, GRUNet, ValueNorm
+from policies.common import MLP, ConfigError, EnvInfo, GRUNet, ValueNorm, make_config
 from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
 from policies.replay import fresh
 
@@ -108,16 +108,9 @@ class MAPPO:
     Config = MAPPOConfig
 
     def __init__(self, info: EnvInfo, cfg: dict | None = None, device: torch.device | str = "cpu", seed: int = 0):
-        known = {f.name for f in fields(self.Config)}
-        unknown = set(cfg or {}) - known
-        if unknown:
-            raise ValueError(f"{self.name}: unknown config field(s) {sorted(unknown)}; known: {sorted(known)}")
-        self.cfg = self.Config(**(cfg or {}))
-        c = self.cfg
-        if c.recurrent and (c.chunk < 1 or c.rollout % c.chunk):
-            raise ValueError(f"{self.name}: rollout ({c.rollout}) must be a multiple of chunk ({c.chunk})")
-        if c.adoption_clock not in ("steps", "seconds"):
-            raise ValueError(f"{self.name}: adoption_clock must be 'steps' or 'seconds', got {c.adoption_clock!r}")
+        self.cfg = c = make_config(self.Config, cfg)
+        if c.recurrent and c.rollout % c.chunk:
+            raise ConfigError("chunk", f"must divide rollout ({c.rollout}), got {c.chunk}")
         self.info = info
         self.device = torch.device(device)
         self.seed = seed

@@ -274,7 +274,8 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
     from desim.store import DEFAULT_STORE, Store
     from models.warehouse.env import VectorWarehouseEnv
     from models.warehouse.features import obs_dim
-    from policies.common import EnvInfo, device as pick_device
+    from desim.scenario import ScenarioError
+    from policies.common import ConfigError, EnvInfo, device as pick_device
     from policies.rollback import Gatekeeper, held_out_return
 
     if steps <= 0:
@@ -308,7 +309,10 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
     venv = env
     n = len(env.agents)
     info = EnvInfo(n_agents=n, obs_dim=obs_dim(tc.obs_radius), state_dim=obs_dim(tc.obs_radius) * n, n_actions=5)
-    learner = cls(info, algo_cfg, dev, seed)
+    try:
+        learner = cls(info, algo_cfg, dev, seed)
+    except ConfigError as e:  # a bad [train.<algo>] value: one line naming it
+        raise ScenarioError(file, f"train.{algo}.{e.field}", e.problem) from None
 
     store = Store(store_path or DEFAULT_STORE)
     config = {"algo": algo, "steps": steps, "device": str(dev), "env": env_kwargs, "train": asdict(tc),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.common import MLP, EnvInfo, learner_state, load_learner_state
+from policies.common import MLP, EnvInfo, learner_state, load_learner_state, make_config
 from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
 from policies.replay import EpisodeRecorder, EpisodeReplay
 
@@ -65,16 +65,6 @@ class ValueDecompositionConfig:
     adoption_lag: float | None = None  # mean lag before an agent adopts a new policy version (None: at once)
     adoption_clock: str = "steps"  # the lag's unit: 'steps' (vector steps) or 'seconds' (simulated)
     adoption_history: int = 4  # policy versions kept for agents still running old ones
-
-
-def make_config(cls, cfg: dict | None):
-    """``cls`` (a config dataclass) with the fields in ``cfg`` overridden; unknown keys are an error."""
-    cfg = dict(cfg or {})
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(cfg) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-    return cls(**cfg)
 
 
 def with_ids(obs: torch.Tensor, ids: torch.Tensor, n_agents: int) -> torch.Tensor:

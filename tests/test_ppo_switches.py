@@ -165,7 +165,7 @@ def test_recurrent_chunks_replay_the_rollout_exactly():
 
 
 def test_recurrent_rollout_rejects_a_rollout_that_does_not_split_into_chunks():
-    with pytest.raises(ValueError, match="multiple of chunk"):
+    with pytest.raises(ValueError, match="chunk: must divide rollout"):
         learner_class("mappo")(INFO, {"recurrent": True, "rollout": 10, "chunk": 4}, "cpu", 0)
 
 

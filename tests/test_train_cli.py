@@ -72,6 +72,28 @@ def test_bad_scenarios_are_one_line_exit_2(tmp_path):
     one_line_error(desim("train", net, "--algo", "mappo", "--steps", "10", "--store", tmp_path / "s.duckdb"), "[warehouse]")
 
 
+@pytest.mark.parametrize("algo, line, needles", [
+    ("mappo", 'rollout = "abc"', ("train.mappo.rollout", "whole number")),
+    ("mappo", "rollout = -4", ("train.mappo.rollout", "at least 1")),
+    ("mappo", "gamma = 1.5", ("train.mappo.gamma", "[0, 1]")),
+    ("mappo", "recurrent = true\nchunk = 7", ("train.mappo.chunk", "divide rollout (100)")),
+    ("ippo", "adoption_clock = 'hours'", ("train.ippo.adoption_clock", "'steps'")),
+    ("qmix", "lr = 0", ("train.qmix.lr", "positive")),
+    ("vdn", "adoption_lag = -1.0", ("train.vdn.adoption_lag", "negative")),
+    ("coma", "role_rotation = 1", ("train.coma.role_rotation", "true or false")),
+])
+def test_bad_learner_hyperparameters_are_one_line_exit_2_and_nothing_is_recorded(algo, line, needles, tmp_path):
+    bad = tmp_path / "bad.toml"
+    if algo == "mappo":  # into QUICK's own table, replacing its rollout when the line sets one
+        keep = "" if line.startswith("rollout") else "rollout = 100\n"
+        text = QUICK.replace("[train.mappo]\nrollout = 100\n", f"[train.mappo]\n{keep}{line}\n")
+    else:
+        text = QUICK + f"\n[train.{algo}]\n{line}\n"
+    bad.write_text(text)
+    one_line_error(desim("train", bad, "--algo", algo, "--steps", "10", "--store", tmp_path / "s.duckdb"), *needles)
+    assert not (tmp_path / "s.duckdb").exists()
+
+
 def test_train_writes_checkpoints_curves_promotions_and_the_policy_runs_in_both_tempos(tmp_path):
     sc = tmp_path / "quick.toml"
     sc.write_text(QUICK)
