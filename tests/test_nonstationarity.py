@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from env_support import RecordingEnv, by_content
 from models.warehouse.env import VectorWarehouseEnv
 from policies.coma import COMA
 from policies.common import MLP, EnvInfo
@@ -112,37 +113,19 @@ def test_role_rotation_is_a_consistent_permutation_per_episode_and_is_undone():
     assert np.array_equal(RoleRotation(E, N, enabled=False).to_roles(x), x)  # off: the identity
 
 
-class RecordingEnv(VectorWarehouseEnv):
-    """Remembers the observations handed out and the actions received, per robot."""
-
-    def reset(self):
-        out = super().reset()
-        self.last_obs, self.sent = out[0], []
-        return out
-
-    def step(self, actions):
-        self.sent.append((self.last_obs.copy(), np.array(actions)))
-        out = super().step(actions)
-        self.last_obs = out[0]
-        return out
-
-
 def test_role_rotation_in_training_lands_actions_on_the_right_robots():
     learner = VDN(INFO, {"role_rotation": True, "learning_starts": 10**9}, CPU, 0)
 
-    def by_content(obs, versions, eps):  # a "policy" whose action is a function of the observation alone
-        return (np.round(obs[..., 0] * 97 + obs[..., 1] * 89).astype(int) + 7 * obs[..., 2:6].argmax(-1)) % 5
-
-    learner._behaviour = by_content
+    learner._behaviour = lambda obs, versions, eps: by_content(obs)  # a "policy" of the observation alone
     venv = RecordingEnv(3, seed=0, size="tiny", robots=2, max_steps=10)
     learner.train(venv, 3 * 40, lambda s, m: None)
     for obs, actions in venv.sent:  # each robot got the action computed from its own observation
-        assert np.array_equal(actions, by_content(obs, None, 0))
+        assert np.array_equal(actions, by_content(obs))
     eps = list(learner.replay.episodes)
     assert {tuple(ep["roles"]) for ep in eps} == {(0, 1), (1, 0)}  # roles were rotated across episodes
     for ep in eps:  # stored in role order, consistently: obs, state blocks, actions
         assert np.array_equal(ep["obs"], ep["state"].reshape(-1, 2, 59))  # tick tempo: state blocks are the obs
-        assert np.array_equal(ep["actions"], by_content(ep["obs"], None, 0))
+        assert np.array_equal(ep["actions"], by_content(ep["obs"]))
 
 
 # -- asynchronous policy adoption --------------------------------------------------

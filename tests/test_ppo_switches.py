@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from env_support import RecordingEnv, by_content
 from models.warehouse.env import VectorWarehouseEnv
 from policies.checkpoint import Memory, decide
 from policies.common import EnvInfo
@@ -16,30 +17,6 @@ from policies.train import learner_class
 torch.set_num_threads(1)
 INFO = EnvInfo(n_agents=2, obs_dim=59, state_dim=118)
 TINY = dict(size="tiny", robots=2, max_steps=500)
-
-
-class RecordingEnv(VectorWarehouseEnv):
-    """Keeps (observations by robot, actions each robot received) for every step."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.sent: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def reset(self):
-        out = super().reset()
-        self.last_obs = out[0]
-        return out
-
-    def step(self, actions):
-        self.sent.append((self.last_obs.copy(), np.array(actions)))
-        out = super().step(actions)
-        self.last_obs = out[0]
-        return out
-
-
-def by_content(obs: np.ndarray) -> np.ndarray:
-    """An action that is a function of the observation alone."""
-    return (np.round(obs[..., 0] * 97 + obs[..., 1] * 89).astype(int) + 7 * obs[..., 2:6].argmax(-1)) % 5
 
 
 class ContentActor(nn.Module):
