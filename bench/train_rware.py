@@ -54,6 +54,15 @@ def at_mark(curve: list[tuple[int, float]], mark: int, window: int = 3) -> float
     return float(np.mean(vals[-window:])) if vals else None
 
 
+def heuristic_deliveries(task: str, brain: str = "greedy", seeds=(1, 2, 3, 4, 5)) -> float:
+    """Mean deliveries of a heuristic brain in one 500-step episode of ``task`` (tick tempo)."""
+    from desim.runner import run
+    from models.warehouse.env import scenario_for
+
+    sc = scenario_for(**TASKS[task], tempo="tick", max_steps=500)
+    return float(np.mean([run(sc, seed=s, overrides={"brain": brain}).summary["deliveries"] for s in seeds]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="tiny-2ag,small-4ag")
@@ -63,8 +72,16 @@ def main() -> None:
     ap.add_argument("--shaping", type=float, default=0.5, help="potential-based shaping weight (0: rware's reward only)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/train_rware"))
+    ap.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
+                    help="include an earlier run's results (DIR/results.json, DIR/curves.csv) in the tables and plot; "
+                         "with --algos '' nothing new is trained")
     args = ap.parse_args()
-    for task in args.tasks.split(","):
+    tasks = [t for t in args.tasks.split(",") if t]
+    algos = [a for a in args.algos.split(",") if a]
+    for d in args.also:
+        if not (d / "results.json").is_file() or not (d / "curves.csv").is_file():
+            ap.error(f"--also {d}: no results.json and curves.csv there")
+    for task in tasks:
         if task not in TASKS:
             ap.error(f"--tasks: unknown task {task!r} (expected {', '.join(TASKS)})")
     if args.steps <= 0:
@@ -78,8 +95,15 @@ def main() -> None:
     marks = [m for m in (25_000, 50_000, 100_000, 200_000, 500_000, 1_000_000) if m <= args.steps] + [args.steps]
     marks = sorted(set(marks))
     results, curves = [], []
-    for task in args.tasks.split(","):
-        for algo in args.algos.split(","):
+    for d in args.also:  # earlier runs, shown beside this one's
+        for r in json.loads((d / "results.json").read_text()):
+            r["returns"] = {int(k): v for k, v in r["returns"].items()}
+            results.append(r)
+        with open(d / "curves.csv", newline="") as f:
+            curves += [{**c, "step": int(c["step"]), "return": float(c["return"])} for c in csv.DictReader(f)]
+    marks = sorted((set(marks) if algos else set()) | {m for r in results for m in r["returns"]})
+    for task in (tasks if algos else []):
+        for algo in algos:
             env = {**TASKS[task], "tempo": "tick", "reward": "individual"}
             learner, cfg = (algo[: -len("-gru")], {"recurrent": True}) if algo.endswith("-gru") else (algo, {})
             t0 = time.perf_counter()
@@ -111,7 +135,7 @@ def main() -> None:
     for col in ["task", "algo"] + [f"{m // 1000}k" for m in marks] + ["held-out (incumbent)", "rollbacks"]:
         t.add_column(col, justify="right")
     for r in results:
-        t.add_row(r["task"], r["algo"], *("-" if r["returns"][m] is None else f"{r['returns'][m]:.2f}" for m in marks),
+        t.add_row(r["task"], r["algo"], *("-" if r["returns"].get(m) is None else f"{r['returns'][m]:.2f}" for m in marks),
                   "-" if r["incumbent_eval"] is None else f"{r['incumbent_eval']:.2f}", str(r["rollbacks"]))
     console.print(t)
     t2 = Table(title=f"time ({platform.processor() or platform.machine()}, {results[0]['device'] if results else '-'})")
@@ -135,13 +159,16 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 4), squeeze=False)
-        for ax, task in zip(axes[0], TASKS):
-            for algo in args.algos.split(","):
+        shown = [t for t in TASKS if any(c["task"] == t for c in curves)]
+        refs = {t: heuristic_deliveries(t) for t in shown}
+        fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(5 * max(1, len(shown)), 4), squeeze=False)
+        for ax, task in zip(axes[0], shown):
+            for algo in dict.fromkeys(c["algo"] for c in curves):
                 pts = [(c["step"], c["return"]) for c in curves if c["task"] == task and c["algo"] == algo]
                 if pts:
                     ax.plot(*zip(*pts), label=algo)
-            ax.set(title=task, xlabel="env steps", ylabel="return")
+            ax.axhline(refs[task], color="grey", linestyle="--", label=f"greedy heuristic ({refs[task]:.1f})")
+            ax.set(title=task, xlabel="env steps", ylabel="deliveries per 500-step episode")
             ax.legend()
         fig.savefig(args.out / "returns.png", dpi=120, bbox_inches="tight")
         console.print(f"plot: {args.out / 'returns.png'}")
