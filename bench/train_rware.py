@@ -167,9 +167,12 @@ def main() -> None:
                 pts = [(c["step"], c["return"]) for c in curves if c["task"] == task and c["algo"] == algo]
                 if pts:
                     ax.plot(*zip(*pts), label=algo)
-            ax.axhline(refs[task], color="grey", linestyle="--", label=f"greedy heuristic ({refs[task]:.1f})")
+            ax.axhline(refs[task], color="grey", linestyle="--", label="greedy heuristic")
+            ax.annotate(f"greedy {refs[task]:.1f}", (0, refs[task]), xytext=(2, 3), textcoords="offset points",
+                        fontsize="small", color="grey")
             ax.set(title=task, xlabel="env steps", ylabel="deliveries per 500-step episode")
-            ax.legend()
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.11), frameon=False)
         fig.savefig(args.out / "returns.png", dpi=120, bbox_inches="tight")
         console.print(f"plot: {args.out / 'returns.png'}")
     except ImportError:
