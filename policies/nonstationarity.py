@@ -18,7 +18,7 @@ them: plain classes and functions, no learner imports) damp or expose that:
   runs a batch whose rows use different versions with one forward pass per
   version group.
 
-Usage by a learner (what ``policies.value_decomposition`` and ``policies.coma`` do)::
+Usage by a learner (what ``policies.mappo``, ``policies.value_decomposition`` and ``policies.coma`` do)::
 
     versions = PolicyVersions(n_envs, n_agents, mean_lag=cfg.adoption_lag, seed=seed)
     clock = AdoptionClock(venv, cfg.adoption_clock)     # per env copy: steps or sim seconds
