@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import replace
 
 import networkx as nx
+from simpy.events import URGENT, Event
 
 from desim.message import Message
 from network.faults import Fault
@@ -59,49 +60,62 @@ class Network:
         token = next(self._ids)
         self._live[token] = msg
         self.recorder.record(self.env.now, "send", msg.src, msg.dst, msg.kind, msg.seq)
-        self.env.process(self._carry(msg, token, msg.src, 0.0))
+        self._soon(self._hop, msg, token, msg.src, 0)
 
-    def _carry(self, msg: Message, token: int, node: str, head_start: float):
-        """Hop by hop from ``node`` to ``msg.dst``: route, queue, serialise, propagate."""
-        env = self.env
-        if head_start:
-            yield env.timeout(head_start)
-        retries = 0
-        while node != msg.dst:
-            nxt = self.next_hop(node, msg.dst)
-            if nxt is None:  # no path: the network is split
-                if msg.reliable and retries < self.retry_budget:
-                    retries += 1
-                    self.retries += 1
-                    yield env.timeout(self.retry_interval)
-                    continue
-                return self._drop(msg, token, "partition")
-            link = self.links[node, nxt]
-            delay = link.transmit(env.now, msg.size)
-            if delay is None:
-                return self._drop(msg, token, "queue_full")
-            if link.loss.lost():
-                return self._drop(msg, token, "loss")
-            if link.duplicated():
-                self._spawn_copy(msg, nxt, delay)
-            if link.corrupted() and not msg.corrupted:
-                msg = replace(msg, corrupted=True)
-            yield env.timeout(delay)
-            if frozenset((node, nxt)) in self.cut:  # cut while on the wire
-                if msg.reliable and retries < self.retry_budget:
-                    retries += 1
-                    self.retries += 1
-                    continue
-                return self._drop(msg, token, "partition")
-            node = nxt
-        self._arrive(msg, token)
+    # A message's journey is a chain of callbacks on kernel events, not a SimPy
+    # process: the same events at the same times in the same order as a process
+    # that starts on an urgent event and yields a timeout per hop (so traces are
+    # unchanged), without a generator, a Process and its end event per message.
+    def _soon(self, fn, *args) -> None:
+        """Call ``fn(*args)`` at the current time, as a process's first step would run."""
+        ev = Event(self.env)
+        ev._ok, ev._value = True, None
+        ev.callbacks.append(lambda _ev: fn(*args))
+        self.env.schedule(ev, URGENT)
+
+    def _after(self, delay: float, fn, *args) -> None:
+        """Call ``fn(*args)`` after ``delay`` seconds."""
+        self.env.timeout(delay).callbacks.append(lambda _ev: fn(*args))
+
+    def _hop(self, msg: Message, token: int, node: str, retries: int) -> None:
+        """From ``node`` towards ``msg.dst``: route, queue, serialise, then propagate (``_landed``)."""
+        if node == msg.dst:
+            return self._arrive(msg, token)
+        nxt = self.next_hop(node, msg.dst)
+        if nxt is None:  # no path: the network is split
+            if msg.reliable and retries < self.retry_budget:
+                self.retries += 1
+                return self._after(self.retry_interval, self._hop, msg, token, node, retries + 1)
+            return self._drop(msg, token, "partition")
+        link = self.links[node, nxt]
+        delay = link.transmit(self.env.now, msg.size)
+        if delay is None:
+            return self._drop(msg, token, "queue_full")
+        if link.loss.lost():
+            return self._drop(msg, token, "loss")
+        if link.duplicated():
+            self._spawn_copy(msg, nxt, delay)
+        if link.corrupted() and not msg.corrupted:
+            msg = replace(msg, corrupted=True)
+        self._after(delay, self._landed, msg, token, node, nxt, retries)
+
+    def _landed(self, msg: Message, token: int, node: str, nxt: str, retries: int) -> None:
+        if frozenset((node, nxt)) in self.cut:  # cut while on the wire
+            if msg.reliable and retries < self.retry_budget:
+                self.retries += 1
+                return self._hop(msg, token, node, retries + 1)
+            return self._drop(msg, token, "partition")
+        self._hop(msg, token, nxt, retries)
 
     def _spawn_copy(self, msg: Message, at: str, after: float) -> None:
         self.duplicated += 1
         token = next(self._ids)
         self._live[token] = msg
         self.recorder.record(self.env.now, "dup", msg.src, msg.dst, msg.seq)
-        self.env.process(self._carry(msg, token, at, after))
+        if after:
+            self._soon(self._after, after, self._hop, msg, token, at, 0)
+        else:
+            self._soon(self._hop, msg, token, at, 0)
 
     def _arrive(self, msg: Message, token: int) -> None:
         if not self.jitter_enabled:
