@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.common import MLP, EnvInfo, gae, learner_state, load_learner_state, make_config
-from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
+from policies.nonstationarity import PolicyVersions, RewardNormalizer, Switches, grouped_forward
 from policies.replay import fresh
 from policies.value_decomposition import with_ids
 
@@ -140,12 +140,8 @@ class COMA:
         c, N = self.cfg, self.info.n_agents
         E = len(venv.envs)
         obs, state, acting = venv.reset()
-        roles = RoleRotation(E, N, enabled=c.role_rotation, seed=self.seed + 1)
-        self.versions = None
-        clock = AdoptionClock(venv, c.adoption_clock)
-        if c.adoption_lag is not None:
-            self.versions = PolicyVersions(E, N, c.adoption_lag, c.adoption_history, seed=self.seed + 2)
-            self.versions.publish(self.policy_version, self.actor)
+        sw = Switches(c, venv, N, self.actor, self.policy_version, self.seed)
+        roles, self.versions = sw.roles, sw.versions
         n_seen, stats = len(venv.finished_returns), []
         end, next_log = self.env_steps + steps, self.env_steps + c.log_every
         timing = {"rollout_s": 0.0, "update_s": 0.0}
@@ -156,10 +152,7 @@ class COMA:
             batch = {k: [] for k in keys}
             for _ in range(c.rollout):
                 o, s, m = roles.to_roles(obs), roles.state_to_roles(state), roles.to_roles(acting)
-                if self.versions is not None:
-                    v = self.versions.advance(clock.now())
-                else:
-                    v = np.full((E, N), self.policy_version)
+                v = sw.in_use(self.policy_version)
                 a = np.where(m, self._sample(o, v), 0)  # idle agents: NOOP (ignored by the env)
                 obs, state, rewards, done, acting = venv.step(roles.to_robots(a))
                 if self.reward_norm is not None:
@@ -168,7 +161,7 @@ class COMA:
                     batch[k].append(x)
                 for e in np.flatnonzero(done):
                     roles.new_episode(e)
-                clock.tick(done)
+                sw.clock.tick(done)
                 self.env_steps += E
             o, s = roles.to_roles(obs), roles.state_to_roles(state)
             batch = {k: np.stack(x) for k, x in batch.items()}  # (T, E, ...)
@@ -179,8 +172,7 @@ class COMA:
 
             stats.append(self.update(batch))
             timing["update_s"] += time.perf_counter() - t1
-            if self.versions is not None:
-                self.versions.publish(self.policy_version, self.actor, clock.now())
+            sw.publish(self.policy_version, self.actor)
             if on_update is not None:
                 on_update(self.env_steps)
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from policies.common import MLP, ConfigError, EnvInfo, GRUNet, ValueNorm, make_config
-from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
+from policies.nonstationarity import PolicyVersions, RewardNormalizer, Switches, grouped_forward
 from policies.replay import fresh
 
 
@@ -214,12 +214,8 @@ class MAPPO:
         T = c.rollout
         ids = self._grid_ids(E)
         obs, state, acting = venv.reset()
-        roles = RoleRotation(E, N, enabled=c.role_rotation, seed=self.seed + 1)
-        clock = AdoptionClock(venv, c.adoption_clock)
-        self.versions = None
-        if c.adoption_lag is not None:
-            self.versions = PolicyVersions(E, N, c.adoption_lag, c.adoption_history, seed=self.seed + 2)
-            self.versions.publish(self.policy_version, self.actor)
+        sw = Switches(c, venv, N, self.actor, self.policy_version, self.seed)
+        roles, self.versions = sw.roles, sw.versions
         h = self.initial_memory(E * N)
         H = h.shape[-1] if h is not None else 0
         starting = np.ones(E, bool)  # an episode starts at the next step (hidden states reset there)
@@ -242,7 +238,7 @@ class MAPPO:
             for t in range(T):
                 o, s, m = roles.to_roles(obs), roles.state_to_roles(state), roles.to_roles(acting)
                 crit = self.critic_features(o, s)
-                v_used = self.versions.advance(clock.now()) if self.versions is not None else np.full((E, N), self.policy_version)
+                v_used = sw.in_use(self.policy_version)
                 with torch.no_grad():  # every agent of every copy: one forward pass for the actor (per version) and the critic
                     x = self._with_ids(o, ids).reshape(E * N, -1)
                     if h is not None:
@@ -271,7 +267,7 @@ class MAPPO:
                     done_returns.append(ep_ret[k].copy())
                     ep_ret[k] = 0
                     roles.new_episode(k)
-                clock.tick(done)
+                sw.clock.tick(done)
             env_steps += T * E
             with torch.no_grad():
                 o, s = roles.to_roles(obs), roles.state_to_roles(state)
@@ -292,8 +288,7 @@ class MAPPO:
                 stats = self._update(({k: x.reshape((1, T * E * N) + x.shape[3:])[:, sel] for k, x in batch.items()},
                                       np.ones((1, int(sel.sum())), bool), None, None))
             self.policy_version += 1
-            if self.versions is not None:
-                self.versions.publish(self.policy_version, self.actor, clock.now())
+            sw.publish(self.policy_version, self.actor)
             update_s = time.perf_counter() - t1
 
             metrics = {**stats, "value_error": value_error, "rollout_s": rollout_s, "update_s": update_s,

@@ -18,17 +18,17 @@ them: plain classes and functions, no learner imports) damp or expose that:
   runs a batch whose rows use different versions with one forward pass per
   version group.
 
-Usage by a learner (what ``policies.mappo``, ``policies.value_decomposition`` and ``policies.coma`` do)::
+Usage by a learner (what ``policies.mappo``, ``policies.value_decomposition``
+and ``policies.coma`` do); ``Switches`` sets the three up from the config::
 
-    versions = PolicyVersions(n_envs, n_agents, mean_lag=cfg.adoption_lag, seed=seed)
-    clock = AdoptionClock(venv, cfg.adoption_clock)     # per env copy: steps or sim seconds
-    versions.publish(0, net)                            # the initial parameters: everyone runs them
+    sw = Switches(cfg, venv, n_agents, net, policy_version, seed)   # roles, clock, versions (None: no lag)
     # each vector step:
-    v = versions.advance(clock.now())                   # (E, N): the version each agent runs
-    logits = grouped_forward(net, versions.snapshots, v.reshape(-1), x)   # x: (E*N, in)
-    ... venv.step(...); clock.tick(done)
+    o = sw.roles.to_roles(obs)                                   # role order
+    v = sw.in_use(policy_version)                                # (E, N): the version each agent runs
+    logits = grouped_forward(net, sw.versions.snapshots, v.reshape(-1), x)   # x: (E*N, in)
+    ... venv.step(sw.roles.to_robots(a)); sw.clock.tick(done)
     # after each gradient update:
-    versions.publish(policy_version, net, clock.now())
+    sw.publish(policy_version, net)
 """
 from __future__ import annotations
 
@@ -236,3 +236,29 @@ def grouped_forward(module: nn.Module, snapshots: dict[int, dict[str, torch.Tens
         for o, part in zip(outs, y):
             o[rows] = part
     return outs[0] if single else tuple(outs)
+
+
+class Switches:
+    """The role rotation, adoption clock and policy versions of one training run,
+    built from a learner's config (fields ``role_rotation``, ``adoption_lag``,
+    ``adoption_clock``, ``adoption_history``); ``versions`` is None without a lag."""
+
+    def __init__(self, cfg, venv, n_agents: int, module: nn.Module, version: int, seed: int):
+        n_envs = len(venv.envs)
+        self.roles = RoleRotation(n_envs, n_agents, enabled=cfg.role_rotation, seed=seed + 1)
+        self.clock = AdoptionClock(venv, cfg.adoption_clock)
+        self.versions: PolicyVersions | None = None
+        if cfg.adoption_lag is not None:
+            self.versions = PolicyVersions(n_envs, n_agents, cfg.adoption_lag, cfg.adoption_history, seed=seed + 2)
+            self.versions.publish(version, module)
+
+    def in_use(self, current: int) -> np.ndarray:
+        """``(E, N)``: the version each agent runs now (everyone on ``current`` without a lag)."""
+        if self.versions is None:
+            return np.full(self.roles.perm.shape, current)
+        return self.versions.advance(self.clock.now())
+
+    def publish(self, version: int, module: nn.Module) -> None:
+        """A new version after an update (a no-op without a lag)."""
+        if self.versions is not None:
+            self.versions.publish(version, module, self.clock.now())

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.common import MLP, EnvInfo, learner_state, load_learner_state, make_config
-from policies.nonstationarity import AdoptionClock, PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
+from policies.nonstationarity import PolicyVersions, RewardNormalizer, Switches, grouped_forward
 from policies.replay import EpisodeRecorder, EpisodeReplay
 
 
@@ -143,13 +143,9 @@ class ValueDecomposition:
         c, N = self.cfg, self.info.n_agents
         E = len(venv.envs)
         obs, state, acting = venv.reset()
-        roles = RoleRotation(E, N, enabled=c.role_rotation, seed=self.seed + 1)
         recorder = EpisodeRecorder(E)
-        self.versions = None
-        clock = AdoptionClock(venv, c.adoption_clock)
-        if c.adoption_lag is not None:
-            self.versions = PolicyVersions(E, N, c.adoption_lag, c.adoption_history, seed=self.seed + 2)
-            self.versions.publish(self.policy_version, self.q)
+        sw = Switches(c, venv, N, self.q, self.policy_version, self.seed)
+        roles, self.versions = sw.roles, sw.versions
         n_seen, stats = len(venv.finished_returns), []
         end, next_log, since_update = self.env_steps + steps, self.env_steps + c.log_every, 0
         timing = {"rollout_s": 0.0, "update_s": 0.0}
@@ -157,10 +153,7 @@ class ValueDecomposition:
             t0 = time.perf_counter()
             # act: every agent from its own observation, in role order, with the version it runs
             o, s, m = roles.to_roles(obs), roles.state_to_roles(state), roles.to_roles(acting)
-            if self.versions is not None:
-                v = self.versions.advance(clock.now())
-            else:
-                v = np.full((E, N), self.policy_version)
+            v = sw.in_use(self.policy_version)
             a = np.where(m, self._behaviour(o, v, self.epsilon()), 0)  # idle agents: NOOP (ignored)
             obs, state, rewards, done, acting = venv.step(roles.to_robots(a))
             if self.reward_norm is not None:
@@ -169,7 +162,7 @@ class ValueDecomposition:
                 self.replay.add(ep)
             for e in np.flatnonzero(done):
                 roles.new_episode(e)
-            clock.tick(done)
+            sw.clock.tick(done)
             self.env_steps += E
             since_update += E
             t1 = time.perf_counter()
@@ -184,9 +177,7 @@ class ValueDecomposition:
                 timing["update_s"] += time.perf_counter() - t1
                 if st is not None:
                     stats.append(st)
-                    if self.versions is not None:
-                        self.versions.publish(self.policy_version, self.q,
-                                              clock.now())
+                    sw.publish(self.policy_version, self.q)
                     if on_update is not None:
                         on_update(self.env_steps)
                 t1 = time.perf_counter()
