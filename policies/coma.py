@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.common import MLP, EnvInfo, gae, learner_state, load_learner_state, make_config
-from policies.nonstationarity import PolicyVersions, RewardNormalizer, Switches, grouped_forward
+from policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
 from policies.replay import fresh
 from policies.value_decomposition import with_ids
 
 
 @dataclass
-class COMAConfig:
+class COMAConfig(SwitchConfig):
     rollout: int = 25  # env steps per copy between updates (batch: copies x rollout x agents)
     actor_lr: float = 1e-3  # Adam learning rate of the actor
     critic_lr: float = 1e-3  # Adam learning rate of the critic
@@ -57,13 +57,6 @@ class COMAConfig:
     target_update_interval: int = 10  # updates between hard copies of the target critic
     grad_clip: float = 10.0  # max global gradient norm, actor and critic separately
     log_every: int = 2_000  # env steps between log() calls
-    # nonstationarity switches (policies/nonstationarity.py), all off by default
-    reward_norm: bool = False  # scale rewards by a running std pooled over all agents
-    max_staleness: int | None = None  # drop samples whose agents' versions lag by more than k updates
-    role_rotation: bool = False  # permute agent ids (roles) per episode
-    adoption_lag: float | None = None  # mean lag before an agent adopts a new policy version (None: at once)
-    adoption_clock: str = "steps"  # the lag's unit: 'steps' (vector steps) or 'seconds' (simulated)
-    adoption_history: int = 4  # policy versions kept for agents still running old ones
 
 
 def counterfactual_advantage(q_all: torch.Tensor, pi: torch.Tensor, actions: torch.Tensor):

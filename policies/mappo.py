@@ -31,12 +31,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from policies.common import MLP, ConfigError, EnvInfo, GRUNet, ValueNorm, make_config
-from policies.nonstationarity import PolicyVersions, RewardNormalizer, Switches, grouped_forward
+from policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
 from policies.replay import fresh
 
 
 @dataclass
-class MAPPOConfig:
+class MAPPOConfig(SwitchConfig):
     rollout: int = 128  # env steps per copy between updates (batch = n_envs * rollout * agents samples)
     epochs: int = 5  # PPO epochs over each rollout (paper: 5-15; 5 on its harder tasks)
     minibatches: int = 2  # minibatches per epoch (paper: 1-2)
@@ -56,12 +56,6 @@ class MAPPOConfig:
     value_norm: bool = True  # normalise value targets with running mean/std (paper: on)
     advantage_norm: bool = True  # standardise advantages over the acting samples of a rollout (paper: on)
     agent_ids: bool = True  # append the agent-id one-hot to actor and critic inputs (parameter sharing)
-    reward_norm: bool = False  # nonstationarity switch: scale every agent's reward by one running std (policies.nonstationarity)
-    role_rotation: bool = False  # nonstationarity switch: permute agent ids (roles) per episode and env copy
-    adoption_lag: float | None = None  # nonstationarity switch: mean lag before an agent adopts a new policy version (None: at once)
-    adoption_clock: str = "steps"  # the lag's unit: 'steps' (vector steps) or 'seconds' (simulated)
-    adoption_history: int = 4  # policy versions kept for agents still running old ones
-    max_staleness: int | None = None  # drop rollout steps where some agent's version lags the learner's by more than k updates
     recurrent: bool = False  # GRU actor (policies.common.GRUNet) with per-agent hidden state (paper: on for most tasks)
     chunk: int = 8  # recurrent: sequence length of the training chunks, must divide rollout (paper's data_chunk_length: 10)
 

@@ -33,6 +33,7 @@ and ``policies.coma`` do); ``Switches`` sets the three up from the config::
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,6 +41,18 @@ from torch import nn
 from torch.func import functional_call
 
 from policies.common import RunningMeanStd
+
+
+@dataclass
+class SwitchConfig:
+    """The nonstationarity switches, all off by default: every learner's config extends this."""
+
+    reward_norm: bool = False  # scale every agent's reward by one running std pooled over all agents
+    max_staleness: int | None = None  # drop samples (steps) where some agent's version lags the learner's by more than k updates
+    role_rotation: bool = False  # permute agent ids (roles) per episode and env copy
+    adoption_lag: float | None = None  # mean lag before an agent adopts a new policy version (None: at once)
+    adoption_clock: str = "steps"  # the lag's unit: 'steps' (vector steps) or 'seconds' (simulated)
+    adoption_history: int = 4  # policy versions kept for agents still running old ones
 
 
 class RewardNormalizer:

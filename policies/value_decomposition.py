@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.common import MLP, EnvInfo, learner_state, load_learner_state, make_config
-from policies.nonstationarity import PolicyVersions, RewardNormalizer, Switches, grouped_forward
+from policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
 from policies.replay import EpisodeRecorder, EpisodeReplay
 
 
 @dataclass
-class ValueDecompositionConfig:
+class ValueDecompositionConfig(SwitchConfig):
     lr: float = 1e-3  # Adam learning rate
     gamma: float = 0.99  # discount
     hidden: int = 64  # agent Q-network width (two hidden layers)
@@ -58,13 +58,6 @@ class ValueDecompositionConfig:
     double_q: bool = True  # double Q-learning: online net picks next actions, target net values them
     grad_clip: float = 10.0  # max global gradient norm
     log_every: int = 2_000  # env steps between log() calls
-    # nonstationarity switches (policies/nonstationarity.py), all off by default
-    reward_norm: bool = False  # scale rewards by a running std pooled over all agents
-    max_staleness: int | None = None  # replay: drop steps whose agents' versions lag by more than k updates
-    role_rotation: bool = False  # permute agent ids (roles) per episode
-    adoption_lag: float | None = None  # mean lag before an agent adopts a new policy version (None: at once)
-    adoption_clock: str = "steps"  # the lag's unit: 'steps' (vector steps) or 'seconds' (simulated)
-    adoption_history: int = 4  # policy versions kept for agents still running old ones
 
 
 def with_ids(obs: torch.Tensor, ids: torch.Tensor, n_agents: int) -> torch.Tensor:
