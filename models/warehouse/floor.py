@@ -297,11 +297,15 @@ class Floor:
             raise RuntimeError("Floor has no state yet: call reset() or load_state() first")
 
     # ------------------------------------------------------------ read-outs
+    def _xy(self, cells: np.ndarray) -> np.ndarray:
+        """``(k, 2)`` array of ``(x, y)`` for flat cell indices."""
+        y, x = np.divmod(cells, self.width)
+        return np.stack([x, y], axis=1)
+
     @property
     def positions(self) -> np.ndarray:
         """``(n_agents, 2)`` array of robot ``(x, y)``."""
-        y, x = np.divmod(self._cell, self.width)
-        return np.stack([x, y], axis=1)
+        return self._xy(self._cell)
 
     @property
     def directions(self) -> np.ndarray:
@@ -315,8 +319,7 @@ class Floor:
     @property
     def shelf_positions(self) -> np.ndarray:
         """``(n_shelves, 2)`` array of shelf ``(x, y)``."""
-        y, x = np.divmod(self._shelf_cell, self.width)
-        return np.stack([x, y], axis=1)
+        return self._xy(self._shelf_cell)
 
     @property
     def request_queue(self) -> np.ndarray:
