@@ -93,6 +93,17 @@ def pick_run(label: str, candidates: list[dict], key: str, help: str | None = No
     return run_by_id(candidates, rid)
 
 
+def page_run(accept, key: str, message: str, hint: str | None = None) -> tuple[dict, list[dict]]:
+    """A single-run page's opening: pick one of the runs ``accept`` takes, or show
+    ``message`` (and ``hint``) as an empty state and stop. Returns ``(run, all runs)``."""
+    rs = runs()
+    candidates = [r for r in rs if accept(r)]
+    if not candidates:
+        empty(message, hint)
+        st.stop()
+    return pick_run("Run", candidates, key=key), rs
+
+
 def empty(message: str, hint: str | None = None) -> None:
     st.info(message + (f"\n\n{hint}" if hint else ""), icon=":material/info:")
 

@@ -8,14 +8,8 @@ from dashboards import common as C
 from dashboards import data as D
 
 st.title("Contention")
-rs = C.runs()
-wh = [r for r in rs if D.is_warehouse(r)]
-if not wh:
-    C.empty("No warehouse runs in this store yet.",
-            "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.")
-    st.stop()
-
-run = C.pick_run("Run", wh, key="contention_run")
+run, rs = C.page_run(D.is_warehouse, "contention_run", "No warehouse runs in this store yet.",
+                     "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.")
 rid = run["run_id"]
 ver = C.version(rs)
 s = run.get("summary") or {}

@@ -9,15 +9,9 @@ from dashboards import common as C
 from dashboards import data as D
 
 st.title("Network")
-rs = C.runs()
-nets = [r for r in rs if D.is_network(r)]
-if not nets:
-    C.empty("No runs with network data in this store yet.",
-            "Record one with `desim run scenarios/network-partition.toml` "
-            "(or any warehouse scenario in the event tempo).")
-    st.stop()
-
-run = C.pick_run("Run", nets, key="network_run")
+run, rs = C.page_run(D.is_network, "network_run", "No runs with network data in this store yet.",
+                     "Record one with `desim run scenarios/network-partition.toml` "
+                     "(or any warehouse scenario in the event tempo).")
 rid = run["run_id"]
 ver = C.version(rs)
 s = run.get("summary") or {}
