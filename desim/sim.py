@@ -56,6 +56,15 @@ class Simulation:
             self.env.run(until=start + (until - start) * i / chunks)
             progress(self.env.now)
 
+    def call_soon(self, fn: Callable[[simpy.Event], None], priority: int = simpy.events.URGENT) -> None:
+        """Call ``fn(event)`` later in this instant, without a process: a triggered event
+        scheduled now at ``priority`` (``URGENT``: ahead of the instant's normal events,
+        where a new process takes its first step; a larger number: after them)."""
+        ev = self.env.event()
+        ev._ok, ev._value = True, None
+        ev.callbacks.append(fn)
+        self.env.schedule(ev, priority)
+
     @property
     def trace_hash(self) -> str:
         return self.recorder.trace_hash

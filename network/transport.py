@@ -8,7 +8,6 @@ from collections import Counter
 from dataclasses import replace
 
 import networkx as nx
-from simpy.events import URGENT, Event
 
 from desim.message import Message
 from network.faults import Fault
@@ -68,10 +67,7 @@ class Network:
     # unchanged), without a generator, a Process and its end event per message.
     def _soon(self, fn, *args) -> None:
         """Call ``fn(*args)`` at the current time, as a process's first step would run."""
-        ev = Event(self.env)
-        ev._ok, ev._value = True, None
-        ev.callbacks.append(lambda _ev: fn(*args))
-        self.env.schedule(ev, URGENT)
+        self.sim.call_soon(lambda _ev: fn(*args))
 
     def _after(self, delay: float, fn, *args) -> None:
         """Call ``fn(*args)`` after ``delay`` seconds."""

@@ -167,10 +167,7 @@ class WarehouseModel:
 
     # -- the event tempo ---------------------------------------------------
     def _at_end_of_instant(self, callback) -> None:
-        ev = self.sim.env.event()
-        ev._ok, ev._value = True, None
-        ev.callbacks.append(callback)
-        self.sim.env.schedule(ev, priority=END_OF_INSTANT)
+        self.sim.call_soon(callback, END_OF_INSTANT)
 
     def decide(self, i: int, obs: RobotObs):
         """An event that fires with robot ``i``'s action, decided in this instant's batch."""
