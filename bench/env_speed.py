@@ -29,8 +29,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from models.warehouse import Floor, Layout
-from models.warehouse.layout import SIZES
+from desim.models.warehouse import Floor, Layout
+from desim.models.warehouse.layout import SIZES
 
 # (label, size, n_agents): request_queue_size = n_agents, as rware's default difficulty.
 CASES = [
@@ -93,8 +93,8 @@ def bench_model(size: str, n: int, steps: int, seed: int, tempo: str) -> float:
     status and an observation message per action), unit action durations.
     An env-step is one action per robot (decisions / robots).
     """
-    from desim.runner import build
-    from models.warehouse.env import scenario_for
+    from desim.app.runner import build
+    from desim.models.warehouse.env import scenario_for
 
     net = dict(latency=0.005, jitter=0.002) if tempo == "event" else {}
     sc = scenario_for(size=size, robots=n, tempo=tempo, max_steps=steps, **net)

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from desim import Agent, Simulation
-from network import DelayDist, LinkSpec, Network
-from network import topology as T
+from desim.network import DelayDist, LinkSpec, Network
+from desim.network import topology as T
 
 DELAY = DelayDist("lognormal", delay=0.005, jitter=0.002)
 

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from desim.runner import run
-from desim.scenario import load
+from desim.app.runner import run
+from desim.app.scenario import load
 
 
 def main() -> None:

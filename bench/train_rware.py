@@ -56,8 +56,8 @@ def at_mark(curve: list[tuple[int, float]], mark: int, window: int = 3) -> float
 
 def heuristic_deliveries(task: str, brain: str = "greedy", seeds=(1, 2, 3, 4, 5)) -> float:
     """Mean deliveries of a heuristic brain in one 500-step episode of ``task`` (tick tempo)."""
-    from desim.runner import run
-    from models.warehouse.env import scenario_for
+    from desim.app.runner import run
+    from desim.models.warehouse.env import scenario_for
 
     sc = scenario_for(**TASKS[task], tempo="tick", max_steps=500)
     return float(np.mean([run(sc, seed=s, overrides={"brain": brain}).summary["deliveries"] for s in seeds]))
@@ -87,7 +87,7 @@ def main() -> None:
     if args.steps <= 0:
         ap.error(f"--steps must be positive, got {args.steps}")
 
-    from policies.train import train
+    from desim.policies.train import train
 
     console = Console(width=160)
     args.out.mkdir(parents=True, exist_ok=True)

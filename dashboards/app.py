@@ -15,8 +15,8 @@ if str(_ROOT) not in sys.path:  # `streamlit run dashboards/app.py` puts only da
 
 import streamlit as st  # noqa: E402
 
-from dashboards import common as C  # noqa: E402
-from dashboards import data as D  # noqa: E402
+from desim.dashboards import common as C  # noqa: E402
+from desim.dashboards import data as D  # noqa: E402
 
 st.set_page_config(page_title="desim dashboard", page_icon=":material/warehouse:", layout="wide")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import data as D
+from desim.dashboards import data as D
 
 SELECTED = "selected_runs"  # session-state key shared by every page (not a widget key)
 

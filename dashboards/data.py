@@ -317,14 +317,14 @@ def _role(name: str) -> str:
 
 def topology(links: pd.DataFrame, scenario_text: str | None = None) -> nx.Graph:
     """The run's network: edges from its per-link table, node roles from the scenario
-    (rebuilt with :func:`desim.runner.build_graph`) or, failing that, from node names.
+    (rebuilt with :func:`desim.app.runner.build_graph`) or, failing that, from node names.
     Edge ``latency`` is the mean measured one-way delay over both directions (the
     expected delay where no message crossed)."""
     g = nx.Graph()
     roles: dict[str, str] = {}
     if scenario_text:
         try:
-            from desim.runner import build_graph
+            from desim.app.runner import build_graph
             from desim.scenario import parse
 
             sg = build_graph(parse(scenario_text))

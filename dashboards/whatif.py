@@ -3,7 +3,7 @@
 Nothing here imports Streamlit: the page (``views/whatif.py``) calls
 :func:`defaults`, :func:`build_scenario` and :func:`start_job`, then polls the
 returned :class:`Job` from a fragment. A job runs in a daemon thread of the
-dashboard process and records its runs through :func:`desim.recording.record_run`
+dashboard process and records its runs through :func:`desim.app.recording.record_run`
 (so they land in the store like any ``desim run``):
 
 1. the baseline: the base scenario file unchanged, same seed and length; an
@@ -342,8 +342,8 @@ def _variant_file(store_path: Path, data: dict) -> Path:
 
 
 def _run_job(job: Job) -> None:
-    from desim.recording import record_run
-    from desim.scenario import load
+    from desim.app.recording import record_run
+    from desim.app.scenario import load
     from desim.store import Store
 
     store_path = Path(job.store_path)

@@ -37,7 +37,7 @@ class DelayCfg(_Strict):
         return self
 
     def to_dist(self):
-        from network.distributions import DelayDist
+        from desim.network.distributions import DelayDist
 
         return DelayDist(self.dist, self.mean, self.jitter, self.correlation, self.alpha)
 
@@ -55,7 +55,7 @@ class LossCfg(_Strict):
         return self
 
     def to_model(self):
-        from network.loss import LossModel
+        from desim.network.loss import LossModel
 
         return LossModel(self.model, self.p, self.r, self.loss_good, self.loss_bad)
 
@@ -69,7 +69,7 @@ class LinkCfg(_Strict):
     queue_limit: int = Field(0, ge=0)
 
     def to_spec(self):
-        from network.link import LinkSpec
+        from desim.network.link import LinkSpec
 
         return LinkSpec(self.delay.to_dist(), self.loss.to_model(), self.bandwidth, self.duplicate, self.corrupt, self.queue_limit)
 
@@ -140,7 +140,7 @@ class FaultCfg(_Strict):
         return self
 
     def to_fault(self):
-        from network.faults import Fault
+        from desim.network.faults import Fault
 
         return Fault(self.at, self.kind, self.duration, tuple(self.nodes), tuple(tuple(g) for g in self.groups),
                      self.bridge, tuple(tuple(e) for e in self.links), self.period, self.extra_delay,
@@ -195,20 +195,4 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> 
         raise ScenarioError(file, _loc(err["loc"]), msg + more) from None
     if sc.topology.path and base_dir is not None and not Path(sc.topology.path).is_absolute():
         sc = sc.model_copy(update={"topology": sc.topology.model_copy(update={"path": str(base_dir / sc.topology.path)})})
-    return sc
-
-
-def load(path: str | Path) -> Scenario:
-    """Read, parse and validate a scenario file (including its network wiring)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(str(path), "", "no such file")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(str(path), "", f"cannot read: {e}") from None
-    sc = parse(text, str(path), p.parent)
-    from desim.runner import check_wiring
-
-    check_wiring(sc, str(path))
     return sc

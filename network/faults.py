@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from network.transport import Network
+    from desim.network.transport import Network
 
 FAULT_KINDS = ("isolate", "split", "bridge", "flap", "latency_spike", "slow_link", "heal")
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from network.distributions import DelayDist, DelaySampler
-from network.loss import LossModel, LossProcess
+from desim.network.distributions import DelayDist, DelaySampler
+from desim.network.loss import LossModel, LossProcess
 
 
 @dataclass(frozen=True)

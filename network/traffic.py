@@ -5,7 +5,7 @@ Used by network scenarios (no warehouse) and by tests and benchmarks.
 from __future__ import annotations
 
 from desim.agent import Agent
-from network.flows import Flow
+from desim.network.flows import Flow
 
 
 class Node(Agent):

@@ -10,10 +10,10 @@ from dataclasses import replace
 import networkx as nx
 
 from desim.message import Message
-from network.faults import Fault
-from network.jitter import JitterBuffer
-from network.link import Link, LinkSpec
-from network.topology import check
+from desim.network.faults import Fault
+from desim.network.jitter import JitterBuffer
+from desim.network.link import Link, LinkSpec
+from desim.network.topology import check
 
 
 class Network:

@@ -10,7 +10,7 @@ def make_brain(spec: str, rng: np.random.Generator):
     """A brain from its name: ``random``, ``greedy``, ``epsilon_greedy[:EPS]``, ``checkpoint:PATH``.
 
     Raises ValueError with a one-line message for an unknown name."""
-    from policies.heuristics import EpsilonGreedyBrain, GreedyBrain, RandomBrain
+    from desim.policies.heuristics import EpsilonGreedyBrain, GreedyBrain, RandomBrain
 
     name, _, arg = spec.partition(":")
     if name == "random":
@@ -27,7 +27,7 @@ def make_brain(spec: str, rng: np.random.Generator):
         return EpsilonGreedyBrain(rng, eps)
     if name == "checkpoint":
         try:
-            from policies.checkpoint import load_brain
+            from desim.policies.checkpoint import load_brain
         except ImportError:
             raise ValueError("checkpoint brains need the learning module (policies.checkpoint), not installed yet") from None
         return load_brain(arg, rng)

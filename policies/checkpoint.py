@@ -72,8 +72,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def load_learner(path: str | os.PathLike, device: str | torch.device = "auto"):
     """``(learner, checkpoint)``: the learner rebuilt from its registry name and config."""
-    from policies.common import EnvInfo, device as pick_device
-    from policies.train import learner_class
+    from desim.policies.common import EnvInfo, device as pick_device
+    from desim.policies.train import learner_class
 
     ckpt = load_checkpoint(path)
     cls = learner_class(ckpt["algo"])
@@ -164,7 +164,7 @@ class CheckpointBrain:
         self._encoder = None
 
     def act(self, observations: Sequence) -> list[int]:
-        from models.warehouse.features import Encoder
+        from desim.models.warehouse.features import Encoder
 
         if not observations:
             return []

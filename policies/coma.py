@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.common import MLP, EnvInfo, gae, learner_state, load_learner_state, make_config
-from policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
-from policies.replay import fresh
-from policies.value_decomposition import with_ids
+from desim.policies.common import MLP, EnvInfo, gae, learner_state, load_learner_state, make_config
+from desim.policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
+from desim.policies.replay import fresh
+from desim.policies.value_decomposition import with_ids
 
 
 @dataclass

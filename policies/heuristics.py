@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.warehouse.navigation import UNREACHABLE, Navigator, plan
+from desim.models.warehouse.navigation import UNREACHABLE, Navigator, plan
 
 NOOP, FORWARD, LEFT, RIGHT, TOGGLE = 0, 1, 2, 3, 4
 

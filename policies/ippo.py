@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.mappo import MAPPO, MAPPOConfig
+from desim.policies.mappo import MAPPO, MAPPOConfig
 
 
 @dataclass

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from policies.common import MLP, ConfigError, EnvInfo, GRUNet, ValueNorm, make_config
-from policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
-from policies.replay import fresh
+from desim.policies.common import MLP, ConfigError, EnvInfo, GRUNet, ValueNorm, make_config
+from desim.policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
+from desim.policies.replay import fresh
 
 
 @dataclass

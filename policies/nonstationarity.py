@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from policies.common import RunningMeanStd
+from desim.policies.common import RunningMeanStd
 
 
 @dataclass

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.common import EnvInfo
-from policies.value_decomposition import ValueDecomposition, ValueDecompositionConfig
+from desim.policies.common import EnvInfo
+from desim.policies.value_decomposition import ValueDecomposition, ValueDecompositionConfig
 
 
 @dataclass

@@ -88,8 +88,8 @@ def held_out_return(learner: Any, env_kwargs: dict, episodes: int, seed: int, mo
     policy on the same seeds always scores the same (common random numbers for
     candidate and incumbent).
     """
-    from models.warehouse.env import VectorWarehouseEnv
-    from policies.checkpoint import Memory, decide
+    from desim.models.warehouse.env import VectorWarehouseEnv
+    from desim.policies.checkpoint import Memory, decide
 
     venv = VectorWarehouseEnv(episodes, seed=seed, **env_kwargs)
     rng = np.random.default_rng(seed)

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 LEARNERS = {
-    "ippo": "policies.ippo:IPPO",
-    "mappo": "policies.mappo:MAPPO",
-    "vdn": "policies.vdn:VDN",
-    "qmix": "policies.qmix:QMIX",
-    "coma": "policies.coma:COMA",
+    "ippo": "desim.policies.ippo:IPPO",
+    "mappo": "desim.policies.mappo:MAPPO",
+    "vdn": "desim.policies.vdn:VDN",
+    "qmix": "desim.policies.qmix:QMIX",
+    "coma": "desim.policies.coma:COMA",
 }
 
 # train_curves metrics written to the store (anything else a learner logs stays in memory)
@@ -76,7 +76,7 @@ def env_kwargs_from(sc, file: str = "<scenario>") -> tuple[dict, list[str]]:
     """Env kwargs for a scenario's ``[warehouse]`` (and wireless link); and the
     scenario features the env adapter does not model (trained without them)."""
     from desim.scenario import ScenarioError
-    from models.warehouse.scenario import DurationsCfg, parse_section
+    from desim.models.warehouse.scenario import DurationsCfg, parse_section
 
     if sc.warehouse is None:
         raise ScenarioError(file, "warehouse", "training needs a [warehouse] section")
@@ -219,7 +219,7 @@ class Checkpoints:
         return self.out / "latest.pt"
 
     def __call__(self, learner, step: int):
-        from policies.checkpoint import save_checkpoint
+        from desim.policies.checkpoint import save_checkpoint
 
         self.version += 1
         path = self.out / f"{self.algo}-v{self.version:04d}.pt"
@@ -242,7 +242,7 @@ class Checkpoints:
 
 def _resolve(source) -> tuple[dict, list[str], str, str | None, dict | None, str]:
     """``(env_kwargs, ignored, scenario name, scenario text, [train] section, file)``."""
-    from desim.scenario import Scenario, load
+    from desim.app.scenario import Scenario, load
 
     if isinstance(source, dict):
         return dict(source), [], f"env-{source.get('size', 'tiny')}-{source.get('robots', 2)}ag", None, None, "<env>"
@@ -272,11 +272,11 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
     Raises ValueError / ScenarioError (one line) for bad input.
     """
     from desim.store import DEFAULT_STORE, Store
-    from models.warehouse.env import VectorWarehouseEnv
-    from models.warehouse.features import obs_dim
+    from desim.models.warehouse.env import VectorWarehouseEnv
+    from desim.models.warehouse.features import obs_dim
     from desim.scenario import ScenarioError
-    from policies.common import ConfigError, EnvInfo, device as pick_device
-    from policies.rollback import Gatekeeper, held_out_return
+    from desim.policies.common import ConfigError, EnvInfo, device as pick_device
+    from desim.policies.rollback import Gatekeeper, held_out_return
 
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
@@ -384,7 +384,7 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
 
 def _ungated(gate, learner, version: int, step: int):
     """Rollback off: evaluate and record, but promote every candidate."""
-    from policies.rollback import Decision
+    from desim.policies.rollback import Decision
 
     score = float(gate.evaluate(learner))
     d = Decision(step, version, gate.incumbent_version, score, gate.incumbent_return, 0.0, "promote",

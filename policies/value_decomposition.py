@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.common import MLP, EnvInfo, learner_state, load_learner_state, make_config
-from policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
-from policies.replay import EpisodeRecorder, EpisodeReplay
+from desim.policies.common import MLP, EnvInfo, learner_state, load_learner_state, make_config
+from desim.policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
+from desim.policies.replay import EpisodeRecorder, EpisodeReplay
 
 
 @dataclass

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from policies.common import EnvInfo
-from policies.value_decomposition import ValueDecomposition, ValueDecompositionConfig
+from desim.policies.common import EnvInfo
+from desim.policies.value_decomposition import ValueDecomposition, ValueDecompositionConfig
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Shared by the dashboard tests (no tests here): fill a store with real runs.
 
 ``fill_store`` records real, short warehouse and network runs with
-:func:`desim.recording.record_run` and a few small training runs from
+:func:`desim.app.recording.record_run` and a few small training runs from
 :func:`toy_training`.
 
 TODO: ``toy_training`` stands in for ``desim train`` in the shared fixtures: the
@@ -32,8 +32,8 @@ WAREHOUSE_RUNS = (
 
 def record(store: Path, scenario: str, seed: int, until: float, brain: str | None = None,
            path: Path | None = None) -> dict:
-    from desim.recording import record_run
-    from desim.scenario import load
+    from desim.app.recording import record_run
+    from desim.app.scenario import load
 
     p = path or SCENARIOS / scenario
     return record_run(load(p), p, store, seed=seed, until=until, overrides={"brain": brain} if brain else {})
@@ -43,7 +43,7 @@ def partitioned_small(tmp: Path, at: float = 60.0, duration: float = 40.0) -> Pa
     """The small event scenario with its zone-1 partition moved early enough for a short run."""
     import tomllib
 
-    from dashboards.whatif import Partition, build_scenario, dumps_toml
+    from desim.dashboards.whatif import Partition, build_scenario, dumps_toml
 
     base = tomllib.loads((SCENARIOS / "warehouse-small-event.toml").read_text())
     data = build_scenario(base, partition=Partition(at, duration, 1), name="warehouse-small-event-early-partition")

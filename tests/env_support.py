@@ -1,7 +1,7 @@
 """Test helpers around the vector env (a support module, not a test file)."""
 import numpy as np
 
-from models.warehouse.env import VectorWarehouseEnv
+from desim.models.warehouse.env import VectorWarehouseEnv
 
 
 class RecordingEnv(VectorWarehouseEnv):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from rware.warehouse import Agent, Direction, ObservationType, RewardType, Shelf, Warehouse
 
-from models.warehouse import Floor, Layout
+from desim.models.warehouse import Floor, Layout
 
 REWARD = {"global": RewardType.GLOBAL, "individual": RewardType.INDIVIDUAL, "two_stage": RewardType.TWO_STAGE}
 

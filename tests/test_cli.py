@@ -11,7 +11,7 @@ NET = ROOT / "scenarios" / "network-partition.toml"
 
 
 def desim(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "desim.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd or ROOT)
+    return subprocess.run([sys.executable, "-m", "desim.app.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd or ROOT)
 
 
 BASE = """

@@ -229,7 +229,7 @@ def test_convergence_follows_a_running_training(store):
 
 def test_convergence_reads_a_real_desim_train_run(tmp_path, monkeypatch):
     """The page against what the real trainer writes (a very short `desim train`)."""
-    train = pytest.importorskip("policies.train", reason="desim train not available").train
+    train = pytest.importorskip("desim.policies.train", reason="desim train not available").train
     store = tmp_path / "store.duckdb"
     train(str(Path(APP).parent.parent / "scenarios" / "train-tiny.toml"), "ippo", 1024, device="cpu", seed=0,
           store_path=store, out_dir=tmp_path / "ck", progress=False,
@@ -250,7 +250,7 @@ def test_convergence_reads_a_real_desim_train_run(tmp_path, monkeypatch):
 
 
 def test_whatif_runs_in_background_and_compares(store):
-    from dashboards import whatif as W
+    from desim.dashboards import whatif as W
     from desim.store import Store
 
     path, _ids = store

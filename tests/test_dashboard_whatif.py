@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboards import data as D
-from dashboards.whatif import Partition, build_scenario, defaults, describe, dumps_toml, loss_rate
+from desim.dashboards import data as D
+from desim.dashboards.whatif import Partition, build_scenario, defaults, describe, dumps_toml, loss_rate
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -51,9 +51,9 @@ def test_no_changes_is_the_base_renamed():
 
 
 def test_every_knob_lands_in_a_valid_scenario():
-    from desim.runner import check_wiring
+    from desim.app.runner import check_wiring
     from desim.scenario import parse
-    from models.warehouse.scenario import parse_section
+    from desim.models.warehouse.scenario import parse_section
 
     out = build_scenario(base(), robots=7, order_rate=400.0, mean_latency=0.05, jitter=0.01, loss=0.1,
                          partition=Partition(30.0, 45.0, 0), brain="epsilon_greedy", name="custom")

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
-from desim.runner import build
-from models.warehouse.env import VectorWarehouseEnv, WarehouseParallelEnv, parallel_env, scenario_for
+from desim.app.runner import build
+from desim.models.warehouse.env import VectorWarehouseEnv, WarehouseParallelEnv, parallel_env, scenario_for
 
 
 @pytest.mark.parametrize("tempo", ["tick", "event"])

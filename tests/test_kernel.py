@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from desim import Agent, Message, RngStreams, Simulation
-from network import DelayDist, Fault, LinkSpec, LossModel, Network, schedule
-from network import topology as T
+from desim.network import DelayDist, Fault, LinkSpec, LossModel, Network, schedule
+from desim.network import topology as T
 
 
 def test_streams_are_stable_by_name():

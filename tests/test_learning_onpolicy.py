@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.warehouse.env import VectorWarehouseEnv
-from models.warehouse.features import obs_dim
-from policies.common import EnvInfo, ValueNorm, gae
-from policies.mappo import MAPPO, gae_over_decisions
-from policies.train import learner_class
+from desim.models.warehouse.env import VectorWarehouseEnv
+from desim.models.warehouse.features import obs_dim
+from desim.policies.common import EnvInfo, ValueNorm, gae
+from desim.policies.mappo import MAPPO, gae_over_decisions
+from desim.policies.train import learner_class
 
 torch.set_num_threads(1)
 
@@ -135,7 +135,7 @@ def test_learner_beats_random_on_the_tiny_floor(algo):
 def test_reward_normalisation_switch_scales_what_the_learner_sees(algo):
     """The switch pools every agent's rewards into one running std; the learner's
     GAE sees scaled rewards, the logged returns stay the env's own."""
-    from policies.common import EnvInfo
+    from desim.policies.common import EnvInfo
 
     torch.set_num_threads(1)
     cls = learner_class(algo)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from desim.runner import run
-from models.warehouse.env import scenario_for
+from desim.app.runner import run
+from desim.models.warehouse.env import scenario_for
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ GREEDY_FRACTION = 0.8  # "approaches greedy": at least this fraction of greedy's
 
 @pytest.fixture(scope="session")
 def mappo_checkpoint(tmp_path_factory):
-    from policies.train import train
+    from desim.policies.train import train
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("mappo")

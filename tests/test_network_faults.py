@@ -5,8 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from desim import Agent, Simulation
-from network import DelayDist, Fault, LinkSpec, LossModel, Network, schedule
-from network import topology as T
+from desim.network import DelayDist, Fault, LinkSpec, LossModel, Network, schedule
+from desim.network import topology as T
 
 
 class Counter_(Agent):

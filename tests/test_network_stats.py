@@ -4,10 +4,10 @@ import pytest
 from scipy import stats
 
 from desim import Agent, Simulation
-from network import DelayDist, LinkSpec, LossModel, Network
-from network import topology as T
-from network.distributions import DelaySampler
-from network.loss import LossProcess
+from desim.network import DelayDist, LinkSpec, LossModel, Network
+from desim.network import topology as T
+from desim.network.distributions import DelaySampler
+from desim.network.loss import LossProcess
 
 DISTS = [
     DelayDist("uniform", 0.05, 0.02),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from policies.common import GRUNet, MLP, RunningMeanStd, device
+from desim.policies.common import GRUNet, MLP, RunningMeanStd, device
 
 
 def test_device_auto_is_cuda_when_present_else_cpu():

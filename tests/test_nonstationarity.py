@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from env_support import RecordingEnv, by_content
-from models.warehouse.env import VectorWarehouseEnv
-from policies.coma import COMA
-from policies.common import MLP, EnvInfo
-from policies.nonstationarity import PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
-from policies.replay import EpisodeReplay, fresh, peers_fresh
-from policies.vdn import VDN
+from desim.models.warehouse.env import VectorWarehouseEnv
+from desim.policies.coma import COMA
+from desim.policies.common import MLP, EnvInfo
+from desim.policies.nonstationarity import PolicyVersions, RewardNormalizer, RoleRotation, grouped_forward
+from desim.policies.replay import EpisodeReplay, fresh, peers_fresh
+from desim.policies.vdn import VDN
 
 torch.set_num_threads(1)
 INFO = EnvInfo(n_agents=2, obs_dim=59, state_dim=118)

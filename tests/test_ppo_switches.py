@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from env_support import RecordingEnv, by_content
-from models.warehouse.env import VectorWarehouseEnv
-from policies.checkpoint import Memory, decide
-from policies.common import EnvInfo
-from policies.rollback import held_out_return
-from policies.train import learner_class
+from desim.models.warehouse.env import VectorWarehouseEnv
+from desim.policies.checkpoint import Memory, decide
+from desim.policies.common import EnvInfo
+from desim.policies.rollback import held_out_return
+from desim.policies.train import learner_class
 
 torch.set_num_threads(1)
 INFO = EnvInfo(n_agents=2, obs_dim=59, state_dim=118)
@@ -169,9 +169,9 @@ def test_memory_carries_each_agents_hidden_state_between_its_decisions():
 
 
 def test_recurrent_checkpoint_brain_runs_in_both_tempos(tmp_path):
-    from desim.runner import build, run
-    from models.warehouse.env import scenario_for
-    from policies.checkpoint import load_brain, save_checkpoint
+    from desim.app.runner import build, run
+    from desim.models.warehouse.env import scenario_for
+    from desim.policies.checkpoint import load_brain, save_checkpoint
 
     learner = learner_class("mappo")(INFO, {"recurrent": True, "rollout": 16, "chunk": 8, "epochs": 1}, "cpu", 0)
     learner.train(VectorWarehouseEnv(2, seed=0, size="tiny", robots=2, max_steps=50), 64, lambda s, m: None)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from desim.runner import run
-from desim.scenario import load
+from desim.app.runner import run
+from desim.app.scenario import load
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 UNTIL = {"warehouse-xl-500-event.toml": 2.0, "network-partition.toml": 15.0}  # else min(until, 120 s)

@@ -10,20 +10,20 @@ import pytest
 import torch
 
 from desim.store import Store
-from models.warehouse.env import VectorWarehouseEnv
-from models.warehouse.features import obs_dim
-from policies.checkpoint import load_checkpoint
-from policies.common import EnvInfo
-from policies.mappo import MAPPO
-from policies.rollback import Gatekeeper, held_out_return
-from policies.train import Checkpoints
+from desim.models.warehouse.env import VectorWarehouseEnv
+from desim.models.warehouse.features import obs_dim
+from desim.policies.checkpoint import load_checkpoint
+from desim.policies.common import EnvInfo
+from desim.policies.mappo import MAPPO
+from desim.policies.rollback import Gatekeeper, held_out_return
+from desim.policies.train import Checkpoints
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def desim(*args):
-    return subprocess.run([sys.executable, "-m", "desim.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "desim.app.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 
 
 def one_line_error(p, *needles):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.warehouse.env import VectorWarehouseEnv
-from policies.coma import COMA, counterfactual_advantage
-from policies.common import EnvInfo
-from policies.qmix import QMIX, QMixer
-from policies.replay import EpisodeReplay
-from policies.vdn import VDN, VDNMixer
+from desim.models.warehouse.env import VectorWarehouseEnv
+from desim.policies.coma import COMA, counterfactual_advantage
+from desim.policies.common import EnvInfo
+from desim.policies.qmix import QMIX, QMixer
+from desim.policies.replay import EpisodeReplay
+from desim.policies.vdn import VDN, VDNMixer
 
 torch.set_num_threads(1)
 ENV = dict(size="tiny", robots=2, max_steps=100)

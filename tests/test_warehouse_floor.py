@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from rware_bridge import diff_states, from_rware, make_env, strip_obs, to_rware
 
-from models.warehouse import Action, Direction, Floor, Layout, rware_task
+from desim.models.warehouse import Action, Direction, Floor, Layout, rware_task
 
 N, F, L, R, T = (int(a) for a in Action)
 UP, DOWN, LEFT, RIGHT = (int(d) for d in Direction)

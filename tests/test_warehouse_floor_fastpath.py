@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from models.warehouse import Floor, Layout
+from desim.models.warehouse import Floor, Layout
 
 
 @pytest.mark.parametrize("size,n,reward", [("tiny", 2, "individual"), ("tiny", 12, "two_stage"), ("small", 20, "global")])

@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from desim.runner import run
+from desim.app.runner import run
 from desim.scenario import parse
 
 
@@ -54,7 +54,7 @@ def test_network_latency_breaks_the_equivalence():
 @pytest.mark.parametrize("path", ["warehouse-tiny.toml", "warehouse-small.toml", "warehouse-medium.toml",
                                   "warehouse-tiny-event.toml", "warehouse-small-event.toml", "warehouse-medium-event.toml"])
 def test_ready_scenarios_conserve_orders_and_messages(path):
-    from desim.scenario import load
+    from desim.app.scenario import load
 
     sc = load(f"scenarios/{path}")
     r = run(sc, until=900, file=path)

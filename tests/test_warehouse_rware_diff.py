@@ -34,7 +34,7 @@ import pytest
 from rware.warehouse import ObservationType
 from rware_bridge import diff_states, from_rware, make_env, strip_obs, sync_rng, to_rware
 
-from models.warehouse import Floor, Layout
+from desim.models.warehouse import Floor, Layout
 
 FWD_BIASED = (0.1, 0.5, 0.12, 0.12, 0.16)  # NOOP, FORWARD, LEFT, RIGHT, TOGGLE_LOAD
 DENSE = """

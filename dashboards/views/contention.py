@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts as K
-from dashboards import common as C
-from dashboards import data as D
+from desim.dashboards import charts as K
+from desim.dashboards import common as C
+from desim.dashboards import data as D
 
 st.title("Contention")
 run, rs = C.page_run(D.is_warehouse, "contention_run", "No warehouse runs in this store yet.",

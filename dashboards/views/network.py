@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts as K
-from dashboards import common as C
-from dashboards import data as D
+from desim.dashboards import charts as K
+from desim.dashboards import common as C
+from desim.dashboards import data as D
 
 st.title("Network")
 run, rs = C.page_run(D.is_network, "network_run", "No runs with network data in this store yet.",

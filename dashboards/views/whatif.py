@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts as K
-from dashboards import common as C
-from dashboards import data as D
-from dashboards import whatif as W
+from desim.dashboards import charts as K
+from desim.dashboards import common as C
+from desim.dashboards import data as D
+from desim.dashboards import whatif as W
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 JOB = "whatif_job"

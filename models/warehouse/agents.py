@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from desim.agent import Agent
 
 if TYPE_CHECKING:
-    from models.warehouse.model import WarehouseModel
+    from desim.models.warehouse.model import WarehouseModel
 
 STATUS_SIZE = 64  # bytes: pose, battery, action result
 OBS_SIZE = 512  # bytes: a local snapshot and a task

@@ -37,9 +37,9 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from models.warehouse.features import Encoder, obs_dim
-from models.warehouse.navigation import plan
-from models.warehouse.observe import RobotObs
+from desim.models.warehouse.features import Encoder, obs_dim
+from desim.models.warehouse.navigation import plan
+from desim.models.warehouse.observe import RobotObs
 
 FULL_MASK = np.ones(5, dtype=np.int8)
 NOOP_MASK = np.array([1, 0, 0, 0, 0], dtype=np.int8)
@@ -75,7 +75,7 @@ class WarehouseParallelEnv(ParallelEnv):
                  latency: float = 0.0, jitter: float = 0.0, loss: float = 0.0, durations: dict | None = None,
                  obs_radius: int = 1, tick_seconds: float = 1.0, shaping: float = 0.0, shaping_gamma: float = 0.99,
                  shaping_potential: str = "distance", shaping_horizon: int = 30):
-        from network.topology import robot_name
+        from desim.network.topology import robot_name
 
         self.kwargs = dict(size=size, robots=robots, tempo=tempo, max_steps=max_steps, request_queue=request_queue,
                            reward=reward, zones=zones, latency=latency, jitter=jitter, loss=loss,
@@ -109,7 +109,7 @@ class WarehouseParallelEnv(ParallelEnv):
 
     # -- the simulation, paused at each decision batch ------------------------
     def reset(self, seed: int | None = None, options: dict | None = None):
-        from desim.runner import build
+        from desim.app.runner import build
 
         if seed is not None:
             self._np_random = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.warehouse.navigation import TOGGLE_LOAD, UNREACHABLE, Navigator, plan
+from desim.models.warehouse.navigation import TOGGLE_LOAD, UNREACHABLE, Navigator, plan
 
 N_SELF = 2 + 4 + 4 + 3 + 1
 

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from models.warehouse.layout import Layout
+from desim.models.warehouse.layout import Layout
 
 __all__ = ["Action", "Direction", "Floor", "REWARD_TYPES"]
 

@@ -26,11 +26,11 @@ import numpy as np
 from mesa.space import MultiGrid
 
 from desim.agent import Agent
-from models.warehouse.agents import Robot, ZoneController
-from models.warehouse.floor import Floor
-from models.warehouse.observe import FloorStatic, FloorView, RobotObs
-from models.warehouse.orders import OrderBook, Peak, arrivals
-from network.topology import robot_name
+from desim.models.warehouse.agents import Robot, ZoneController
+from desim.models.warehouse.floor import Floor
+from desim.models.warehouse.observe import FloorStatic, FloorView, RobotObs
+from desim.models.warehouse.orders import OrderBook, Peak, arrivals
+from desim.network.topology import robot_name
 
 END_OF_INSTANT = 2  # SimPy priority below NORMAL (1): runs after everything else at this time
 PATH_ROBOTS = 8  # robots whose every position is recorded for the path plot
@@ -38,7 +38,7 @@ PATH_ROBOTS = 8  # robots whose every position is recorded for the path plot
 
 class WarehouseModel:
     def __init__(self, sim, net, cfg, layout, brain=None):
-        from policies import make_brain
+        from desim.policies import make_brain
 
         self.sim, self.net, self.cfg, self.layout = sim, net, cfg, layout
         env = sim.env

@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from models.warehouse.observe import FloorStatic
+from desim.models.warehouse.observe import FloorStatic
 
 UNREACHABLE = np.iinfo(np.int32).max // 2
 

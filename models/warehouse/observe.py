@@ -26,7 +26,7 @@ class FloorStatic:
 
     @classmethod
     def of(cls, floor) -> "FloorStatic":
-        from models.warehouse.floor import _TURN
+        from desim.models.warehouse.floor import _TURN
 
         return cls(floor.width, floor.height, floor._highway.copy(), floor._goal_cells.copy(),
                    floor._shelf_home.copy(), floor._nbr.copy(), _TURN)

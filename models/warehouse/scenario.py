@@ -79,7 +79,7 @@ def parse_section(sc, file: str = "<scenario>") -> WarehouseCfg:
 
 
 def layout_of(cfg: WarehouseCfg, file: str = "<scenario>"):
-    from models.warehouse.layout import Layout
+    from desim.models.warehouse.layout import Layout
 
     if cfg.map is not None:
         try:
@@ -105,7 +105,7 @@ def check_section(sc, graph, file: str = "<scenario>") -> WarehouseCfg:
     q = cfg.request_queue or cfg.robots
     if q >= layout.n_shelves:
         raise ScenarioError(file, "warehouse.request_queue", f"must be below the number of shelves ({layout.n_shelves}), got {q}")
-    from policies import make_brain
+    from desim.policies import make_brain
 
     import numpy as np
 
@@ -119,7 +119,7 @@ def check_section(sc, graph, file: str = "<scenario>") -> WarehouseCfg:
 
 def build_model(sim, net, sc, graph, overrides: dict, file: str = "<scenario>", brain=None):
     """The warehouse model for a scenario; ``overrides`` (e.g. ``brain``) replace section fields."""
-    from models.warehouse.model import WarehouseModel
+    from desim.models.warehouse.model import WarehouseModel
 
     cfg = parse_section(sc, file)
     if overrides:

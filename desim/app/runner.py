@@ -17,7 +17,7 @@ from desim.scenario import Scenario, ScenarioError, TrafficCfg
 
 
 def build_graph(sc: Scenario, file: str = "<scenario>") -> nx.Graph:
-    from network import topology as T
+    from desim.network import topology as T
 
     t = sc.topology
     try:
@@ -32,7 +32,7 @@ def build_graph(sc: Scenario, file: str = "<scenario>") -> nx.Graph:
         elif t.kind == "mesh":
             g = T.mesh(t.nodes)
         elif sc.warehouse is not None:  # the floor decides how many robots and zones the network has
-            from models.warehouse.scenario import parse_section
+            from desim.models.warehouse.scenario import parse_section
 
             if t.kind != "warehouse":
                 raise ScenarioError(file, "topology.kind", "a scenario with a [warehouse] needs the 'warehouse' topology")
@@ -74,7 +74,7 @@ def _select(g: nx.Graph, sel: str | list[str], field: str, file: str) -> list[st
 
 
 def _flow(g: nx.Graph, i: int, t: TrafficCfg, file: str):
-    from network.flows import Flow
+    from desim.network.flows import Flow
 
     senders = _select(g, t.src, f"traffic[{i}].from", file)
     dsts: dict[str, tuple[str, ...]] = {}
@@ -111,7 +111,7 @@ def check_wiring(sc: Scenario, file: str = "<scenario>") -> nx.Graph:
     for i, t in enumerate(sc.traffic):
         _flow(g, i, t, file)
     if sc.warehouse is not None:
-        from models.warehouse.scenario import check_section
+        from desim.models.warehouse.scenario import check_section
 
         check_section(sc, g, file)
     return g
@@ -148,8 +148,8 @@ def build(sc: Scenario, seed: int, *, file: str = "<scenario>", keep_trace: bool
           overrides: dict | None = None, brain: Any = None):
     """Wire a scenario into a fresh simulation without running it: ``(sim, network, model or None)``."""
     from desim.sim import Simulation
-    from network import Network, schedule
-    from network.traffic import Node
+    from desim.network import Network, schedule
+    from desim.network.traffic import Node
 
     g = check_wiring(sc, file)
     for o in sc.links.override:
@@ -166,7 +166,7 @@ def build(sc: Scenario, seed: int, *, file: str = "<scenario>", keep_trace: bool
     schedule(net, [f.to_fault() for f in sc.faults])
     model = None
     if sc.warehouse is not None:
-        from models.warehouse.scenario import build_model
+        from desim.models.warehouse.scenario import build_model
 
         model = build_model(sim, net, sc, g, overrides or {}, file, brain=brain)
     else:

@@ -49,7 +49,7 @@ def record_run(sc: Scenario, scenario_path: Path, store_path: Path | None, *, se
                until: float | None = None, progress: Callable[[float], None] | None = None,
                overrides: dict | None = None) -> dict:
     """Run ``sc`` and record it in the store; returns the run's summary."""
-    from desim.runner import run as run_scenario
+    from desim.app.runner import run as run_scenario
 
     store = Store(store_path or DEFAULT_STORE)
     seed_used = sc.seed if seed is None else seed

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from desim.scenario import ScenarioError, load
+from desim.app.scenario import ScenarioError, load
 
 try:  # typer >= 0.20 vendors click; older ones use the real one
     from typer._click.exceptions import UsageError as _VendoredUsageError
@@ -99,7 +99,7 @@ def _check_brain(spec: str) -> None:
     """Raise ValueError (one line) if ``spec`` names no brain we can build."""
     import numpy as np
 
-    from policies import make_brain
+    from desim.policies import make_brain
 
     if spec.startswith("checkpoint:"):
         path = Path(spec.partition(":")[2].partition("#")[0])
@@ -129,7 +129,7 @@ def run(
     no_store: bool = typer.Option(False, "--no-store", help="do not record the run in the store"),
 ) -> None:
     """Run a scenario and print its summary."""
-    from desim.runner import run as run_scenario
+    from desim.app.runner import run as run_scenario
 
     try:
         sc = load(scenario)
@@ -145,7 +145,7 @@ def run(
         except ValueError as e:
             fail(f"--brain: {e}")
     try:
-        from desim.recording import record_run
+        from desim.app.recording import record_run
     except ImportError:  # store not wired yet
         record_run = None
     progress = _LazyProgress(until or sc.until, enabled=not json_out and sys.stderr.isatty())
@@ -177,7 +177,10 @@ def dash(
 
     from desim.store import DEFAULT_STORE
 
-    app_path = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+    import importlib.util
+
+    spec = importlib.util.find_spec("desim.dashboards.app")
+    app_path = Path(spec.origin) if spec is not None and spec.origin else Path("desim/dashboards/app.py")
     if not app_path.exists():
         fail(f"dashboard app not found at {app_path}")
     env = dict(os.environ, DESIM_STORE=str(Path(store or DEFAULT_STORE).resolve()))
@@ -200,7 +203,7 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train a learner on a scenario: curves to the store, versioned checkpoints, rollback."""
-    from policies.train import LEARNERS, train as run_training
+    from desim.policies.train import LEARNERS, train as run_training
 
     if algo not in LEARNERS:
         fail(f"--algo: unknown algo {algo!r} (expected one of {', '.join(LEARNERS)})")

@@ -1,0 +1,1 @@
+"""The wiring layer: scenario loading and checks, the runner, recording, the CLI."""
