@@ -15,7 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from desim.store import DEFAULT_STORE, KNOWN_TABLES, Store
+import desim.models.warehouse.tables  # noqa: F401  (the producers declare their tables)
+import desim.network.tables  # noqa: F401
+import desim.policies.tables  # noqa: F401
+from desim.store import DEFAULT_STORE, KNOWN_TABLES, TABLES, Store, declare_table, table_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +44,7 @@ def test_default_path_and_fresh_store(store):
     assert not store.path.exists()
     assert store.list_runs() == []  # reading a nonexistent store is fine and creates nothing
     assert store.table("timeseries").num_rows == 0
-    assert set(store.table("contention").column_names) == {"run_id", "x", "y", "blocked", "collisions"}
+    assert set(store.table("contention").column_names) == {"run_id", "x", "y", "blocked", "collisions", "cell"}
     with pytest.raises(KeyError, match="no run matches"):
         store.get_run("r-nope")
     with pytest.raises(KeyError, match="no table"):
@@ -63,7 +66,7 @@ def test_roundtrip(store, tmp_path):
     store.append(rid, "events", [{"t": 1.5, "kind": "collision", "agent": 2, "detail": {"with": 3}}])
     store.append(rid, "train_curves", pa.table({"step": [1, 2], "wall_s": [0.1, 0.2], "metric": ["loss"] * 2,
                                                  "value": [1.0, 0.5], "algo": ["ppo"] * 2}))
-    store.append(rid, "net_delays", {"link": ["a-b", "b-c"], "delay_ms": [1.5, 3.0]})
+    store.append(rid, "latency_samples", {"link": ["a-b", "b-c"], "delay_ms": [1.5, 3.0]})  # undeclared
     assert store.append(rid, "timeseries", {"t": [], "metric": [], "value": []}) is None
     with pytest.raises(ValueError, match="different lengths"):
         store.append(rid, "timeseries", {"t": [1, 2], "metric": "m", "value": [1]})
@@ -87,8 +90,8 @@ def test_roundtrip(store, tmp_path):
     assert ts.num_rows == 11 and set(ts.column("run_id").to_pylist()) == {rid}
     ev = store.table("events", as_dicts=True)
     assert ev == [{"run_id": rid, "t": 1.5, "kind": "collision", "agent": "2", "detail": '{"with": 3}'}]
-    assert store.table("net_delays").column("delay_ms").to_pylist() == [1.5, 3.0]
-    assert "net_delays" in store.table_names()
+    assert store.table("latency_samples").column("delay_ms").to_pylist() == [1.5, 3.0]
+    assert "latency_samples" in store.table_names()
     res = store.query(
         "SELECT r.scenario, sum(t.value) AS s FROM runs r JOIN timeseries t USING (run_id) "
         "WHERE t.metric = ? GROUP BY 1", ["throughput"])
@@ -244,6 +247,7 @@ json.dump(written, open(out, "w"))
 
 _READER = """
 import json, os, sys, time
+import desim.models.warehouse.tables, desim.policies.tables  # empty typed views before the first part
 from desim.store import Store
 path, out, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 s = Store(path)
@@ -330,3 +334,98 @@ def test_concurrent_writers_and_reader(tmp_path):
     assert all(n <= written[rid] for rid, n in seen["final"].items())
     assert s.table("train_curves").num_rows == sum(r["tables"]["train_curves"]["rows"] for r in runs)
     assert set(KNOWN_TABLES) <= set(s.table_names())
+
+
+# --------------------------------------------------------------------------- table declarations
+
+
+def test_declared_schema_is_applied_on_append(store):
+    declare_table("t_declared", {"t": pa.float64(), "n": pa.int64(), "who": pa.string(), "note": pa.string()},
+                  required=("t", "n"))
+    rid = store.begin_run("run", "decl")
+    # ints become floats, floats-that-are-ints become ints, dicts become JSON text, a missing column nulls,
+    # an extra column is kept
+    store.append(rid, "t_declared", {"t": [1, 2], "n": [3.0, 4.0], "who": [7, 8], "extra": ["a", "b"],
+                                     "note": [{"k": 1}, None]})
+    tbl = store.table("t_declared")
+    assert tbl.column_names == ["run_id", "t", "n", "who", "note", "extra"]
+    assert tbl.schema.field("t").type == pa.float64() and tbl.schema.field("n").type == pa.int64()
+    assert tbl.to_pylist()[0] == {"run_id": rid, "t": 1.0, "n": 3, "who": "7", "note": '{"k": 1}', "extra": "a"}
+    store.append(rid, "t_declared", {"t": [5.0], "n": [1]})
+    assert store.table("t_declared", as_dicts=True)[-1]["who"] is None
+    with pytest.raises(ValueError, match=r"needs columns \['t', 'n'\]; missing \['n'\]"):
+        store.append(rid, "t_declared", {"t": [1.0]})
+    with pytest.raises(ValueError, match="can't become"):
+        store.append(rid, "t_declared", {"t": ["not a number"], "n": [1]})
+    # declared but never written: an empty view with the declared columns
+    declare_table("t_declared_empty", {"a": pa.int64(), "b": pa.string()})
+    assert store.table("t_declared_empty").column_names == ["run_id", "a", "b"]
+    assert store.table("t_declared_empty").schema.field("a").type == pa.int64()
+
+
+def test_undeclared_table_takes_any_columns(store):
+    assert table_schema("t_free_form") is None
+    rid = store.begin_run("run", "free")
+    store.append(rid, "t_free_form", {"anything": [1, 2], "goes": ["x", "y"]})
+    store.append(rid, "t_free_form", [{"other": 1.5}])  # different columns in another part
+    tbl = store.table("t_free_form")
+    assert set(tbl.column_names) == {"run_id", "anything", "goes", "other"} and tbl.num_rows == 3
+    with pytest.raises(KeyError, match="no table"):
+        store.table("t_never_written")
+
+
+def test_declaring_a_table_twice():
+    cols = {"t": pa.float64(), "kind": pa.string()}
+    first = declare_table("t_twice", cols, required=("t",))
+    assert declare_table("t_twice", dict(cols), required=["t"]) is first  # the same schema again: fine
+    assert TABLES["t_twice"] is first and table_schema("t_twice") is first
+    with pytest.raises(ValueError, match="already declared"):
+        declare_table("t_twice", {"t": pa.int64(), "kind": pa.string()}, required=("t",))
+    with pytest.raises(ValueError, match="already declared"):
+        declare_table("t_twice", cols, required=("t", "kind"))
+    with pytest.raises(ValueError, match="already declared"):
+        declare_table("t_twice", None)
+    with pytest.raises(ValueError, match="not declared"):
+        declare_table("t_bad_required", cols, required=("nope",))
+    with pytest.raises(ValueError, match="unsupported type"):
+        declare_table("t_bad_type", {"x": pa.list_(pa.int64())})
+    with pytest.raises(ValueError, match="invalid table name"):
+        declare_table("runs", cols)
+    # the warehouse and the network both declare the shared events table, identically
+    from desim.models.warehouse.tables import EVENTS as wh_events
+    from desim.network.tables import EVENTS as net_events
+
+    assert wh_events is net_events is TABLES["events"]
+
+
+def test_producers_declare_their_tables():
+    assert {"timeseries", "contention", "paths", "events", "orders", "net_nodes", "net_links", "net_delays",
+            "train_curves", "promotions"} <= set(TABLES)
+    assert TABLES["train_curves"].required == ("step", "metric", "value")
+    assert dict(TABLES["net_nodes"].columns) == {"node": pa.string(), "role": pa.string(), "zone": pa.int64()}
+
+
+def test_recorded_warehouse_run_stores_its_network(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    path = tmp_path / "s.duckdb"
+    out = subprocess.run([sys.executable, "-m", "desim.app.cli", "run", "scenarios/warehouse-tiny-event.toml",
+                          "--until", "60", "--store", str(path)], capture_output=True, text=True, env=_env(),
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = Store(path)
+    (run,) = s.list_runs()
+    assert run["status"] == "complete"
+    assert {"net_nodes", "net_links", "timeseries", "contention"} <= set(run["tables"])
+    nodes = {r["node"]: r for r in s.table("net_nodes", run["run_id"], as_dicts=True)}
+    links = s.table("net_links", run["run_id"])
+    assert set(nodes) == set(links.column("src").to_pylist()) | set(links.column("dst").to_pylist())
+    # roles match the warehouse topology: a core switch, a controller per zone, robots on their zone's controller
+    assert nodes["core"]["role"] == "switch" and nodes["core"]["zone"] is None
+    controllers = {n: r["zone"] for n, r in nodes.items() if r["role"] == "controller"}
+    assert controllers and all(n == f"zone-{z}" for n, z in controllers.items())
+    robots = [r for r in nodes.values() if r["role"] == "robot"]
+    assert len(robots) == run["summary"]["robots"]
+    assert all(r["node"].startswith(f"robot-{r['zone']}-") for r in robots)
+    assert {r["role"] for r in nodes.values()} <= {"switch", "controller", "robot", "service"}
+    pairs = set(zip(links.column("src").to_pylist(), links.column("dst").to_pylist()))
+    assert all((f"zone-{r['zone']}", r["node"]) in pairs for r in robots)

@@ -9,40 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
+from desim.network.tables import network_tables
 from desim.scenario import Scenario
 from desim.store import DEFAULT_STORE, Store
-
-MAX_DELAYS_PER_LINK = 2000
-
-
-def network_tables(net) -> dict[str, dict]:
-    """Per-link figures, delay samples and the fault log of a finished network."""
-    links = {"src": [], "dst": [], "sent": [], "mean_delay": [], "p99_delay": [], "expected_delay": [], "loss_rate": []}
-    delays = {"src": [], "dst": [], "delay": []}
-    for (u, v), link in sorted(net.links.items()):
-        d = np.asarray(link.delays if link.delays is not None else [], dtype=float)
-        links["src"].append(u)
-        links["dst"].append(v)
-        links["sent"].append(link.sent)
-        links["mean_delay"].append(float(d.mean()) if d.size else None)
-        links["p99_delay"].append(float(np.percentile(d, 99)) if d.size else None)
-        links["expected_delay"].append(link.spec.expected_latency())
-        links["loss_rate"].append(link.spec.loss.rate)
-        if d.size:
-            step = max(1, d.size // MAX_DELAYS_PER_LINK)
-            sample = d[::step][:MAX_DELAYS_PER_LINK]
-            delays["src"] += [u] * sample.size
-            delays["dst"] += [v] * sample.size
-            delays["delay"] += sample.tolist()
-    faults = {"t": [], "kind": [], "agent": [], "detail": []}
-    for t, event, kind, detail in net.fault_log:
-        faults["t"].append(float(t))
-        faults["kind"].append(f"fault_{event}")
-        faults["agent"].append("")
-        faults["detail"].append(f'{{"fault": "{kind}", "target": "{detail}"}}')
-    return {"net_links": links, "net_delays": delays, "events": faults}
 
 
 def record_run(sc: Scenario, scenario_path: Path, store_path: Path | None, *, seed: int | None = None,

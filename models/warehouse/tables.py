@@ -1,0 +1,24 @@
+"""The warehouse's run tables, declared for the results store (rows from ``WarehouseModel.tables()``)."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from desim.store import declare_table
+
+TIMESERIES = declare_table(
+    "timeseries", {"t": pa.float64(), "metric": pa.string(), "value": pa.float64()},
+    required=("t", "metric", "value"))
+CONTENTION = declare_table(  # per floor cell; cell: 'highway' | 'shelf' | 'goal'
+    "contention", {"x": pa.int64(), "y": pa.int64(), "blocked": pa.int64(), "collisions": pa.int64(),
+                   "cell": pa.string()},
+    required=("x", "y"))
+PATHS = declare_table(  # robot positions over time
+    "paths", {"t": pa.float64(), "robot": pa.int64(), "x": pa.int64(), "y": pa.int64()},
+    required=("t", "robot", "x", "y"))
+EVENTS = declare_table(  # shared with the network's fault events; detail is JSON text
+    "events", {"t": pa.float64(), "kind": pa.string(), "agent": pa.string(), "detail": pa.string()},
+    required=("t", "kind"))
+ORDERS = declare_table(  # one row per order; times in simulated seconds, None if it never got there
+    "orders", {"oid": pa.int64(), "shelf": pa.int64(), "created": pa.float64(), "assigned": pa.float64(),
+               "picked": pa.float64(), "delivered": pa.float64(), "failed": pa.float64(), "reason": pa.string()},
+    required=("oid",))
