@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from desim.policies import tables as _tables  # noqa: F401  (declares train_curves, promotions)
+
 LEARNERS = {
     "ippo": "desim.policies.ippo:IPPO",
     "mappo": "desim.policies.mappo:MAPPO",
