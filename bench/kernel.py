@@ -26,7 +26,7 @@ from desim import Agent, Simulation
 from desim.network import DelayDist, LinkSpec, Network
 from desim.network import topology as T
 
-DELAY = DelayDist("lognormal", delay=0.005, jitter=0.002)
+DELAY = DelayDist("lognormal", mean=0.005, jitter=0.002)
 
 
 def bare_simpy(n: int, seed: int = 0) -> float:

@@ -1,15 +1,29 @@
-"""Scenario files: TOML, validated with pydantic, errors in one line.
+"""One typed scenario: the kernel's fields plus every section a plugin registers.
 
-A bad file never raises a traceback at the user: :func:`load` raises
+A scenario file is TOML. Its top-level fields (``name``, ``description``,
+``seed``, ``until``) belong to the kernel; every table (``[topology]``,
+``[links]``, ``[[faults]]``, ``[warehouse]``, ``[train]`` ...) is a section
+registered in :data:`desim.registry.sections` by the package that reads it,
+as a pydantic model. :func:`scenario_type` composes them into one frozen
+pydantic model, so ``scenario.warehouse`` is a typed ``WarehouseCfg`` and
+each section is validated once, when the file is parsed.
+
+A bad file never raises a traceback at the user: :func:`parse` raises
 :class:`ScenarioError`, whose text is ``FILE: FIELD: what is wrong``.
+Relative paths inside sections are resolved against the file's folder
+through the validation context (a :data:`PathField` resolves against
+``info.context["base_dir"]``).
 """
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, create_model,
+                      field_validator)
+
+from desim import registry
 
 
 class ScenarioError(ValueError):
@@ -20,146 +34,52 @@ class ScenarioError(ValueError):
         super().__init__(f"{file}: {field}: {problem}" if field else f"{file}: {problem}")
 
 
-class _Strict(BaseModel):
+class Section(BaseModel):
+    """Base of every scenario section: unknown fields are errors, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DelayCfg(_Strict):
-    dist: Literal["constant", "uniform", "normal", "lognormal", "pareto"] = "constant"
-    mean: float = Field(0.0, ge=0, description="mean propagation delay, seconds")
-    jitter: float = Field(0.0, ge=0, description="spread: std (normal, lognormal) or half-width (uniform)")
-    correlation: float = Field(0.0, ge=0, lt=1)
-    alpha: float = Field(3.0, gt=1, description="pareto shape")
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        self.to_dist()
-        return self
-
-    def to_dist(self):
-        from desim.network.distributions import DelayDist
-
-        return DelayDist(self.dist, self.mean, self.jitter, self.correlation, self.alpha)
+def resolve_path(value: str | None, info: ValidationInfo) -> str | None:
+    """A section's file path, relative to the scenario file's folder (a field validator's helper)."""
+    base = (info.context or {}).get("base_dir")
+    if value is None or base is None or Path(value).is_absolute():
+        return value
+    return str(Path(base) / value)
 
 
-class LossCfg(_Strict):
-    model: Literal["none", "bernoulli", "gilbert_elliott"] = "none"
-    p: float = Field(0.0, ge=0, le=1)
-    r: float = Field(1.0, ge=0, le=1)
-    loss_good: float = Field(0.0, ge=0, le=1)
-    loss_bad: float = Field(1.0, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        self.to_model()
-        return self
-
-    def to_model(self):
-        from desim.network.loss import LossModel
-
-        return LossModel(self.model, self.p, self.r, self.loss_good, self.loss_bad)
+PathField = Annotated[Optional[str], AfterValidator(resolve_path)]
+"""A section field holding a file path, resolved against the scenario file's folder."""
 
 
-class LinkCfg(_Strict):
-    delay: DelayCfg = DelayCfg()
-    loss: LossCfg = LossCfg()
-    bandwidth: float = Field(0.0, ge=0, description="bits/s; 0 = unlimited")
-    duplicate: float = Field(0.0, ge=0, le=1)
-    corrupt: float = Field(0.0, ge=0, le=1)
-    queue_limit: int = Field(0, ge=0)
-
-    def to_spec(self):
-        from desim.network.link import LinkSpec
-
-        return LinkSpec(self.delay.to_dist(), self.loss.to_model(), self.bandwidth, self.duplicate, self.corrupt, self.queue_limit)
+def field_path(loc: tuple) -> str:
+    """``("links", "override", 0, "between")`` -> ``links.override[0].between``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
-class LinkOverride(LinkCfg):
-    between: tuple[str, str]
+def error_of(e: ValidationError, file: str, prefix: tuple = ()) -> ScenarioError:
+    """The first problem of a pydantic error as one ScenarioError line (``and N more`` when there are more)."""
+    err = e.errors()[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    if err["type"] == "missing":
+        msg = "required field is missing"
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return ScenarioError(file, field_path(prefix + tuple(err["loc"])), msg + more)
 
 
-class LinksCfg(_Strict):
-    default: LinkCfg = LinkCfg()
-    wireless: LinkCfg | None = Field(None, description="links whose edge kind is 'wireless' (robot to controller)")
-    override: list[LinkOverride] = []
+class ScenarioBase(Section):
+    """The kernel's own fields; sections are added by :func:`scenario_type`."""
 
-
-class TopologyCfg(_Strict):
-    kind: Literal["star", "line", "ring", "grid", "mesh", "warehouse", "graphml", "edgelist"] = "warehouse"
-    nodes: int = Field(4, ge=1, description="star/line/ring/mesh size")
-    rows: int = Field(2, ge=1)
-    cols: int = Field(2, ge=1)
-    zones: int = Field(3, ge=1)
-    robots_per_zone: int = Field(4, ge=0)
-    services: list[str] = ["inventory", "orders", "procurement"]
-    path: str | None = None
-
-    @model_validator(mode="after")
-    def _path_needed(self):
-        if self.kind in ("graphml", "edgelist") and not self.path:
-            raise ValueError(f"topology kind {self.kind!r} needs 'path'")
-        return self
-
-
-class JitterCfg(_Strict):
-    enabled: bool = False
-    alpha: float = Field(15 / 16, gt=0, lt=1)
-
-
-class ReliableCfg(_Strict):
-    retry_interval: float = Field(0.5, gt=0)
-    retry_budget: int = Field(10, ge=0)
-
-
-class TrafficCfg(_Strict):
-    src: str | list[str] = Field("robot", alias="from")
-    dst: str | list[str] = Field("own_controller", alias="to")
-    rate: float = Field(1.0, gt=0, description="messages per second per sender (Poisson)")
-    size: int = Field(256, ge=1, description="mean size in bytes (exponential)")
-    kind: str = "status"
-    reliable: bool = False
-    reply: bool = False
-
-
-class FaultCfg(_Strict):
-    at: float = Field(ge=0)
-    kind: Literal["isolate", "split", "bridge", "flap", "latency_spike", "slow_link", "heal"]
-    duration: float | None = Field(None, gt=0)
-    nodes: list[str] = []
-    groups: list[list[str]] = []
-    bridge: str | None = None
-    links: list[tuple[str, str]] = []
-    period: float = Field(1.0, gt=0)
-    extra_delay: float = Field(0.0, ge=0)
-    delay_scale: float = Field(1.0, gt=0)
-    bandwidth_scale: float = Field(1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        self.to_fault()
-        return self
-
-    def to_fault(self):
-        from desim.network.faults import Fault
-
-        return Fault(self.at, self.kind, self.duration, tuple(self.nodes), tuple(tuple(g) for g in self.groups),
-                     self.bridge, tuple(tuple(e) for e in self.links), self.period, self.extra_delay,
-                     self.delay_scale, self.bandwidth_scale)
-
-
-class Scenario(_Strict):
     name: str
     description: str = ""
     seed: int = 0
     until: float = Field(60.0, gt=0, description="simulated seconds")
-    topology: TopologyCfg = TopologyCfg()
-    links: LinksCfg = LinksCfg()
-    jitter_buffer: JitterCfg = JitterCfg()
-    reliable: ReliableCfg = ReliableCfg()
-    traffic: list[TrafficCfg] = []
-    faults: list[FaultCfg] = []
-    warehouse: dict[str, Any] | None = Field(None, description="the warehouse model's section (models/warehouse)")
-    train: dict[str, Any] | None = Field(None, description="training settings for `desim train` (policies/train.py)")
+    _plan: Any = PrivateAttr(None)  # the wiring layer's checked plan for this very object (desim.app.runner.prepare)
 
     @field_validator("name")
     @classmethod
@@ -169,30 +89,46 @@ class Scenario(_Strict):
         return v
 
 
-def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+_types: dict[tuple, type[ScenarioBase]] = {}
 
 
-def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+def scenario_type() -> type[ScenarioBase]:
+    """The Scenario model: :class:`ScenarioBase` plus every registered section (built once per set of sections)."""
+    specs = sorted(registry.sections.items())
+    key = tuple((name, id(spec)) for name, spec in specs)
+    if key not in _types:
+        fields: dict[str, Any] = {}
+        for name, spec in specs:
+            ann = list[spec.model] if spec.many else (spec.model if spec.default is not None else Optional[spec.model])
+            default = spec.default if spec.default is not None else ([] if spec.many else None)
+            fields[name] = (ann, Field(default, description=spec.description or f"section owned by {spec.owner}"))
+        _types[key] = create_model("Scenario", __base__=ScenarioBase, __module__=__name__, **fields)
+    return _types[key]
+
+
+def __getattr__(name: str):
+    if name == "Scenario":  # the composed model, by name (for isinstance checks and pickling)
+        return scenario_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def validate(data: dict, file: str = "<scenario>", base_dir: Path | None = None) -> ScenarioBase:
+    """A Scenario from a dict (a parsed TOML file); ScenarioError on any problem."""
+    try:
+        return scenario_type().model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as e:
+        raise error_of(e, file) from None
+
+
+def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> ScenarioBase:
     """Parse and validate scenario TOML text; raise ScenarioError on any problem."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(file, "", f"malformed TOML: {e}") from None
-    try:
-        sc = Scenario.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        if err["type"] == "missing":
-            msg = "required field is missing"
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise ScenarioError(file, _loc(err["loc"]), msg + more) from None
-    if sc.topology.path and base_dir is not None and not Path(sc.topology.path).is_absolute():
-        sc = sc.model_copy(update={"topology": sc.topology.model_copy(update={"path": str(base_dir / sc.topology.path)})})
-    return sc
+    return validate(data, file, base_dir)
+
+
+def to_data(sc: BaseModel) -> dict:
+    """A scenario (or section) as the plain TOML-ready dict it was read from (defaults left out)."""
+    return sc.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)

@@ -1,6 +1,6 @@
 """Propagation-delay distributions, netem style.
 
-Every distribution is parameterised by its mean (``delay``) and spread
+Every distribution is parameterised by its mean (``mean``) and spread
 (``jitter``) so links are easy to compare; ``correlation`` makes successive
 draws correlated (as netem's ``delay 100ms 10ms 25%``) through a Gaussian
 copula, which keeps each draw's marginal distribution exact.
@@ -22,15 +22,15 @@ DISTRIBUTIONS = ("constant", "uniform", "normal", "lognormal", "pareto")
 class DelayDist:
     """A delay distribution in seconds.
 
-    - constant: always ``delay``
-    - uniform: U(delay - jitter, delay + jitter)
-    - normal: N(delay, jitter) truncated at 0 (negative draws are redrawn)
-    - lognormal: mean ``delay``, standard deviation ``jitter``
-    - pareto: Pareto (type I) with shape ``alpha`` > 1 and mean ``delay``
+    - constant: always ``mean``
+    - uniform: U(mean - jitter, mean + jitter)
+    - normal: N(mean, jitter) truncated at 0 (negative draws are redrawn)
+    - lognormal: mean ``mean``, standard deviation ``jitter``
+    - pareto: Pareto (type I) with shape ``alpha`` > 1 and mean ``mean``
     """
 
     dist: str = "constant"
-    delay: float = 0.0
+    mean: float = 0.0
     jitter: float = 0.0
     correlation: float = 0.0
     alpha: float = 3.0
@@ -38,14 +38,14 @@ class DelayDist:
     def __post_init__(self):
         if self.dist not in DISTRIBUTIONS:
             raise ValueError(f"unknown distribution {self.dist!r} (expected one of {', '.join(DISTRIBUTIONS)})")
-        if self.delay < 0 or self.jitter < 0:
-            raise ValueError("delay and jitter must be >= 0")
+        if self.mean < 0 or self.jitter < 0:
+            raise ValueError("mean and jitter must be >= 0")
         if not 0 <= self.correlation < 1:
             raise ValueError("correlation must be in [0, 1)")
-        if self.dist == "uniform" and self.jitter > self.delay:
-            raise ValueError("uniform jitter must not exceed delay (delays would go negative)")
-        if self.dist == "lognormal" and self.delay == 0:
-            raise ValueError("lognormal needs delay > 0")
+        if self.dist == "uniform" and self.jitter > self.mean:
+            raise ValueError("uniform jitter must not exceed the mean (delays would go negative)")
+        if self.dist == "lognormal" and self.mean == 0:
+            raise ValueError("lognormal needs mean > 0")
         if self.dist == "pareto" and self.alpha <= 1:
             raise ValueError("pareto needs alpha > 1 (finite mean)")
 
@@ -53,7 +53,7 @@ class DelayDist:
         """The equivalent ``scipy.stats`` frozen distribution (for tests and the copula)."""
         from scipy import stats  # lazy: scipy is slow to import and only needed here
 
-        d, j = self.delay, self.jitter
+        d, j = self.mean, self.jitter
         if self.dist == "constant" or (j == 0 and self.dist in ("uniform", "normal", "lognormal")):
             return stats.uniform(loc=d, scale=0.0)
         if self.dist == "uniform":
@@ -63,19 +63,19 @@ class DelayDist:
         if self.dist == "lognormal":
             s2 = math.log1p((j / d) ** 2)
             return stats.lognorm(s=math.sqrt(s2), scale=math.exp(math.log(d) - s2 / 2))
-        xm = self.delay * (self.alpha - 1) / self.alpha
+        xm = self.mean * (self.alpha - 1) / self.alpha
         return stats.pareto(b=self.alpha, scale=xm)
 
     @property
-    def mean(self) -> float:
-        """The expected delay (what routing minimises)."""
+    def expected(self) -> float:
+        """The expected delay (what routing minimises): ``mean``, except a normal truncated at 0."""
         if self.dist == "normal" and self.jitter > 0:
             return float(self.frozen().mean())
-        return self.delay
+        return self.mean
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` independent draws (no correlation)."""
-        d, j = self.delay, self.jitter
+        d, j = self.mean, self.jitter
         if self.dist == "constant" or j == 0 and self.dist != "pareto":
             return np.full(n, d)
         if self.dist == "uniform":

@@ -34,7 +34,7 @@ class LinkSpec:
 
     def expected_latency(self, size: int = 0) -> float:
         ser = size * 8 / self.bandwidth if self.bandwidth else 0.0
-        return self.delay.mean + ser
+        return self.delay.expected + ser
 
 
 class Link:
@@ -99,4 +99,4 @@ class Link:
 
     @property
     def expected_latency(self) -> float:
-        return self.spec.delay.mean * self.delay_scale + self.extra_delay
+        return self.spec.delay.expected * self.delay_scale + self.extra_delay

@@ -22,6 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from desim.models.warehouse.features import Encoder
+from desim.policies.common import EnvInfo, device as pick_device
+from desim.policies.plugin import MODES
+from desim.policies.spec import learner_class
+from desim.scenario import ScenarioError
+
 FORMAT = 1
 
 
@@ -72,17 +78,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def load_learner(path: str | os.PathLike, device: str | torch.device = "auto"):
     """``(learner, checkpoint)``: the learner rebuilt from its registry name and config."""
-    from desim.policies.common import EnvInfo, device as pick_device
-    from desim.policies.train import learner_class
-
     ckpt = load_checkpoint(path)
     cls = learner_class(ckpt["algo"])
     learner = cls(EnvInfo(**ckpt["info"]), ckpt["cfg"], pick_device(device) if isinstance(device, str) else device, 0)
     learner.load_state_dict(ckpt["learner"])
     return learner, ckpt
 
-
-MODES = ("sample", "argmax")
 
 
 class Memory:
@@ -164,8 +165,6 @@ class CheckpointBrain:
         self._encoder = None
 
     def act(self, observations: Sequence) -> list[int]:
-        from desim.models.warehouse.features import Encoder
-
         if not observations:
             return []
         static = observations[0].view.static
@@ -174,18 +173,13 @@ class CheckpointBrain:
         x = self._encoder.encode_batch(observations)
         ids = np.fromiter((ob.agent for ob in observations), dtype=np.int64, count=len(observations))
         if ids.max() >= self.n_agents:  # a ScenarioError: the CLI reports it in one line, exit 2
-            from desim.scenario import ScenarioError
-
             raise ScenarioError(self.path, "warehouse.robots", f"this checkpoint was trained for {self.n_agents} robots; "
                                 f"robot {int(ids.max())} has no agent id (use at most {self.n_agents} robots)")
         return decide(self.learner, x, ids, self.mode, self.rng, self.memory, ids.tolist()).tolist()
 
 
-def load_brain(spec: str, rng: np.random.Generator) -> CheckpointBrain:
-    """``checkpoint:PATH[#MODE]`` as a brain (on CUDA when available); MODE is
-    ``sample`` (default) or ``argmax``."""
-    path, _, mode = str(spec).partition("#")
-    if mode and mode not in MODES:
-        raise ValueError(f"checkpoint:{spec}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+def load_brain(path: str, rng: np.random.Generator, mode: str = "sample") -> CheckpointBrain:
+    """The checkpoint at ``path`` as a brain (on CUDA when available); ``mode`` is ``sample`` or ``argmax``.
+    (The spec ``checkpoint:PATH#MODE`` is parsed by :mod:`desim.policies.spec`.)"""
     learner, ckpt = load_learner(path, "auto")
-    return CheckpointBrain(learner, ckpt, rng, path, mode or "sample")
+    return CheckpointBrain(learner, ckpt, rng, str(path), mode or "sample")

@@ -11,7 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from desim.app.recording import record_run
+from desim.app.runner import prepare as plan_of, run as run_scenario
 from desim.app.scenario import ScenarioError, load
+from desim.policies.spec import check_brain, learner_names
+from desim.store import DEFAULT_STORE, Store
 
 try:  # typer >= 0.20 vendors click; older ones use the real one
     from typer._click.exceptions import UsageError as _VendoredUsageError
@@ -95,19 +99,6 @@ def _print_summary(s: dict) -> None:
     console.print(t)
 
 
-def _check_brain(spec: str) -> None:
-    """Raise ValueError (one line) if ``spec`` names no brain we can build."""
-    import numpy as np
-
-    from desim.policies import make_brain
-
-    if spec.startswith("checkpoint:"):
-        path = Path(spec.partition(":")[2].partition("#")[0])
-        if not path.exists():
-            raise ValueError(f"no checkpoint at {path}")
-    make_brain(spec, np.random.default_rng(0))
-
-
 @app.command()
 def validate(scenario: Path = typer.Argument(..., help="scenario TOML file")) -> None:
     """Check a scenario file; exit 0 if it can run, 2 with one line naming the problem."""
@@ -129,31 +120,23 @@ def run(
     no_store: bool = typer.Option(False, "--no-store", help="do not record the run in the store"),
 ) -> None:
     """Run a scenario and print its summary."""
-    from desim.app.runner import run as run_scenario
-
     try:
         sc = load(scenario)
     except ScenarioError as e:
         fail(str(e))
-    overrides = {}
     if brain is not None:
-        if sc.warehouse is None:
-            fail(f"--brain: scenario {scenario} has no agents with brains (no [warehouse] section)")
-        overrides["brain"] = brain
+        if plan_of(sc).brain_spec is None:
+            fail(f"--brain: scenario {scenario} has no agents with brains (no model section with a brain)")
         try:
-            _check_brain(brain)
+            check_brain(brain)  # the spec only: the brain itself is built once, by the run
         except ValueError as e:
             fail(f"--brain: {e}")
-    try:
-        from desim.app.recording import record_run
-    except ImportError:  # store not wired yet
-        record_run = None
     progress = _LazyProgress(until or sc.until, enabled=not json_out and sys.stderr.isatty())
     try:
-        if record_run is not None and not no_store:
-            summary = record_run(sc, scenario, store, seed=seed, until=until, progress=progress, overrides=overrides)
+        if not no_store:
+            summary = record_run(sc, scenario, store, seed=seed, until=until, progress=progress, brain=brain)
         else:
-            summary = run_scenario(sc, seed, until, file=str(scenario), progress=progress, overrides=overrides).summary
+            summary = run_scenario(sc, seed, until, file=str(scenario), progress=progress, brain=brain).summary
     except ScenarioError as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -173,11 +156,8 @@ def dash(
     headless: bool = typer.Option(True, help="do not open a browser window"),
 ) -> None:
     """Start the Streamlit dashboard on a results store."""
-    import os
-
-    from desim.store import DEFAULT_STORE
-
     import importlib.util
+    import os
 
     spec = importlib.util.find_spec("desim.dashboards.app")
     app_path = Path(spec.origin) if spec is not None and spec.origin else Path("desim/dashboards/app.py")
@@ -203,16 +183,17 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train a learner on a scenario: curves to the store, versioned checkpoints, rollback."""
-    from desim.policies.train import LEARNERS, train as run_training
+    from desim.policies.train import train as run_training  # lazy: torch and the learners cost ~1.5 s
 
-    if algo not in LEARNERS:
-        fail(f"--algo: unknown algo {algo!r} (expected one of {', '.join(LEARNERS)})")
+    if algo not in learner_names():
+        fail(f"--algo: unknown algo {algo!r} (expected one of {', '.join(learner_names())})")
     if steps <= 0:
         fail(f"--steps: must be positive, got {steps}")
     if seed < 0:
         fail(f"--seed: must be non-negative, got {seed}")
     try:
-        result = run_training(scenario, algo, steps, device=device, seed=seed, out_dir=out, store_path=store,
+        sc = load(scenario)
+        result = run_training(sc, algo, steps, scenario_text=Path(scenario).read_text(), file=str(scenario), device=device, seed=seed, out_dir=out, store_path=store,
                               progress=not json_out)
     except (ScenarioError, ValueError) as e:
         fail(str(e))
@@ -233,8 +214,6 @@ def train(
     rolled = sum(p["decision"] == "rollback" for p in result["promotions"])
     t.add_row("candidates", f"{len(result['promotions'])} ({rolled} rolled back)")
     t.add_row("checkpoint", result["checkpoint"])
-    for item in result["ignored"]:
-        t.add_row("not modelled in training", item)
     console.print(t)
 
 
@@ -243,8 +222,6 @@ app.add_typer(runs_app, name="runs")
 
 
 def _store(path: Optional[Path]):
-    from desim.store import DEFAULT_STORE, Store
-
     p = path or DEFAULT_STORE
     if not Path(p).exists():
         fail(f"no store at {p} (run `desim run SCENARIO` first, or pass --store)")

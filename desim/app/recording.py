@@ -7,33 +7,39 @@ and passed its conservation checks is ``complete``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import tomli_w
 
 from desim.network.tables import network_tables
-from desim.scenario import Scenario
+from desim.app.runner import build, execute
+from desim.scenario import ScenarioBase, to_data
 from desim.store import DEFAULT_STORE, Store
 
 
-def record_run(sc: Scenario, scenario_path: Path, store_path: Path | None, *, seed: int | None = None,
+def record_run(sc: ScenarioBase, scenario_path: Path | None, store_path: Path | None, *, seed: int | None = None,
                until: float | None = None, progress: Callable[[float], None] | None = None,
-               overrides: dict | None = None) -> dict:
-    """Run ``sc`` and record it in the store; returns the run's summary."""
-    from desim.app.runner import run as run_scenario
+               brain: Any = None, scenario_text: str | None = None) -> dict:
+    """Run ``sc`` and record it in the store; returns the run's summary.
 
-    store = Store(store_path or DEFAULT_STORE)
+    The world is built (and the brain resolved) before the run's row is written, so a bad
+    ``brain`` spec is one ScenarioError line and nothing is recorded. ``scenario_text``: the TOML
+    to store when the scenario did not come from ``scenario_path`` as is (the what-if page)."""
+    file = str(scenario_path) if scenario_path is not None else "<scenario>"
     seed_used = sc.seed if seed is None else seed
-    brain = (overrides or {}).get("brain") or (sc.warehouse or {}).get("brain")
-    text = Path(scenario_path).read_text()
-    config = {"until": until or sc.until, "overrides": overrides or {}, "path": str(scenario_path)}
-    with store.run("run", scenario=sc.name, scenario_text=text, seed=seed_used, brain=brain, config=config) as handle:
-        result = run_scenario(sc, seed_used, until, file=str(scenario_path), record_delays=True, run_id=handle.run_id,
-                              progress=progress, overrides=overrides)
+    until_used = sc.until if until is None else until
+    world = build(sc, seed_used, file=file, record_delays=True, brain=brain)
+    text = scenario_text if scenario_text is not None else (Path(scenario_path).read_text() if scenario_path else tomli_w.dumps(to_data(sc)))
+    config = {"until": until_used, "brain": brain if isinstance(brain, str) else None, "path": file}
+    store = Store(store_path or DEFAULT_STORE)
+    with store.run("run", scenario=sc.name, scenario_text=text, seed=seed_used, brain=world.brain_spec,
+                   config=config) as handle:
+        result = execute(world, until_used, run_id=handle.run_id, progress=progress)
         tables = network_tables(result.network)
         if result.model is not None:
             for name, rows in result.model.tables().items():
                 if name in tables:
-                    for k in tables[name]:
-                        tables[name][k] = list(tables[name][k]) + list(rows[k])
+                    tables[name] = {k: list(tables[name][k]) + list(rows[k]) for k in tables[name]}
                 else:
                     tables[name] = rows
         for name, rows in tables.items():

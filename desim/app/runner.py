@@ -1,7 +1,19 @@
 """Wires a scenario into a simulation and runs it.
 
-The runner is where desim meets its domain packages: network for every
-scenario, and a model (the warehouse) when the scenario has one.
+The runner is where desim meets its domain packages. The network is wired
+for every scenario; a domain model (the warehouse, or any other) is found in
+the model registry by the section the scenario has, so a new model needs no
+edit here. A run goes through three steps, each done once:
+
+1. :func:`prepare` (a :class:`Plan`): the graph (the model's own, or the
+   ``[topology]`` section's), the network's wiring checks and flows, the
+   model's checks (which build what it needs, e.g. the warehouse's layout).
+   :func:`desim.app.scenario.load` prepares every scenario it reads, and the
+   plan is kept with the scenario object, so a loaded scenario is never
+   checked twice.
+2. :func:`build` (a :class:`World`): a fresh simulation, the network on a copy
+   of the graph, the brain resolved once from its spec (or injected), the model.
+3. :func:`execute`: run to ``until``, check conservation, summarise.
 """
 from __future__ import annotations
 
@@ -12,109 +24,103 @@ from typing import Any, Callable
 
 import networkx as nx
 
-from desim.scenario import Scenario, ScenarioError, TrafficCfg
+from desim.network.config import attach, build_graph, check_graph, check_wiring, start_traffic
+from desim.network.flows import Flow
+from desim.policies.spec import make_brain
+from desim.registry import ModelSpec, models
+from desim.rng import RngStreams
+from desim.scenario import ScenarioBase, ScenarioError
+from desim.sim import Simulation
 
 
+@dataclass
+class Plan:
+    """A checked scenario, ready to build: its graph, flows and model (with what the model prepared)."""
 
-def build_graph(sc: Scenario, file: str = "<scenario>") -> nx.Graph:
-    from desim.network import topology as T
+    scenario: ScenarioBase
+    file: str
+    graph: nx.Graph
+    flows: list[Flow]
+    model: ModelSpec | None = None
+    prepared: Any = None
 
-    t = sc.topology
+    @property
+    def brain_spec(self) -> str | None:
+        """The brain the scenario's model section names (None: the model has no brain)."""
+        if self.model is None or self.model.brain_field is None:
+            return None
+        return getattr(getattr(self.scenario, self.model.section), self.model.brain_field)
+
+
+def model_of(sc: ScenarioBase, file: str = "<scenario>") -> ModelSpec | None:
+    """The registered model whose section the scenario has (None: a network-only scenario)."""
+    found = [spec for _name, spec in models.items() if getattr(sc, spec.section, None) is not None]
+    if len(found) > 1:
+        raise ScenarioError(file, "", f"one model per scenario, got sections {', '.join(s.section for s in found)}")
+    return found[0] if found else None
+
+
+def prepare(sc: ScenarioBase, file: str = "<scenario>") -> Plan:
+    """Check a scenario against its graph, once: a scenario that was prepared before returns its plan."""
+    cached = sc._plan
+    if cached is not None and cached[0] == id(sc):
+        return cached[1]
+    spec = model_of(sc, file)
+    g = spec.topology(sc, file) if spec is not None and spec.topology is not None else build_graph(sc.topology, file)
+    check_graph(g, file)
+    flows = check_wiring(sc, g, file)
+    prepared = spec.check(sc, g, file) if spec is not None and spec.check is not None else None
+    plan = Plan(sc, file, g, flows, spec, prepared)
+    sc._plan = (id(sc), plan)  # remembered by this object only (a model_copy is a new scenario)
+    return plan
+
+
+def resolve_brain(plan: Plan, seed: int, brain: Any = None):
+    """The brain for a run, built once: ``brain`` if it is one, else the spec it names (or the scenario's).
+
+    It draws from the run's ``brain`` stream (a stream depends only on the seed and its name). ValueError
+    / ScenarioError (one line) for a bad spec."""
+    if plan.model is None or plan.model.brain_field is None:
+        if brain is not None:
+            raise ScenarioError(plan.file, "", "this scenario has no agents with brains")
+        return None
+    if brain is not None and not isinstance(brain, str):
+        return brain
+    spec = brain or plan.brain_spec
     try:
-        if t.kind == "star":
-            g = T.star(t.nodes)
-        elif t.kind == "line":
-            g = T.line(t.nodes)
-        elif t.kind == "ring":
-            g = T.ring(t.nodes)
-        elif t.kind == "grid":
-            g = T.grid(t.rows, t.cols)
-        elif t.kind == "mesh":
-            g = T.mesh(t.nodes)
-        elif sc.warehouse is not None:  # the floor decides how many robots and zones the network has
-            from desim.models.warehouse.scenario import parse_section
-
-            if t.kind != "warehouse":
-                raise ScenarioError(file, "topology.kind", "a scenario with a [warehouse] needs the 'warehouse' topology")
-            w = parse_section(sc, file)
-            g = T.warehouse(w.zones, 0, tuple(t.services), robots=w.robots)
-        elif t.kind == "warehouse":
-            g = T.warehouse(t.zones, t.robots_per_zone, tuple(t.services))
-        elif t.kind == "graphml":
-            g = T.from_graphml(t.path)
-        else:
-            g = T.from_edgelist(t.path)
-    except FileNotFoundError:
-        raise ScenarioError(file, "topology.path", f"no such file {t.path!r}") from None
-    except ScenarioError:
-        raise
-    except Exception as e:  # a user's graph file: any parse error is their input's fault
-        raise ScenarioError(file, "topology", f"cannot build topology: {e}") from None
-    try:
-        T.check(g)
+        return make_brain(spec, RngStreams(seed).stream("brain"))
     except ValueError as e:
-        raise ScenarioError(file, "topology", str(e)) from None
-    return g
+        field = "--brain" if brain else f"{plan.model.section}.{plan.model.brain_field}"
+        raise ScenarioError(plan.file, field, str(e)) from None
 
 
-def _select(g: nx.Graph, sel: str | list[str], field: str, file: str) -> list[str]:
-    names = [sel] if isinstance(sel, str) else list(sel)
-    out: list[str] = []
-    for name in names:
-        by_role = sorted(n for n, d in g.nodes(data=True) if d.get("role") == name)
-        if by_role:
-            out += by_role
-        elif name in g:
-            if g.nodes[name].get("role") == "switch":
-                raise ScenarioError(file, field, f"{name!r} is a switch; switches forward but do not talk")
-            out.append(name)
-        else:
-            raise ScenarioError(file, field, f"unknown node or role {name!r}")
-    return out
+@dataclass
+class World:
+    """A wired simulation, not yet run."""
+
+    plan: Plan
+    seed: int
+    sim: Simulation
+    network: Any
+    model: Any = None
+    brain: Any = None
+    brain_spec: str | None = None
 
 
-def _flow(g: nx.Graph, i: int, t: TrafficCfg, file: str):
-    from desim.network.flows import Flow
-
-    senders = _select(g, t.src, f"traffic[{i}].from", file)
-    dsts: dict[str, tuple[str, ...]] = {}
-    for s in senders:
-        if t.dst == "own_controller":
-            zone = g.nodes[s].get("zone")
-            cands = [n for n, d in g.nodes(data=True) if d.get("role") == "controller" and d.get("zone") == zone]
-            if zone is None or not cands:
-                raise ScenarioError(file, f"traffic[{i}].to", f"{s!r} has no zone controller")
-        else:
-            cands = [n for n in _select(g, t.dst, f"traffic[{i}].to", file) if n != s]
-            if not cands:
-                raise ScenarioError(file, f"traffic[{i}].to", f"no destination other than the sender {s!r}")
-        dsts[s] = tuple(cands)
-    return Flow(tuple(senders), dsts, t.rate, t.size, t.kind, t.reliable, t.reply)
-
-
-def check_wiring(sc: Scenario, file: str = "<scenario>") -> nx.Graph:
-    """Semantic checks that need the topology: node names, edges, flows."""
-    g = build_graph(sc, file)
-    for i, o in enumerate(sc.links.override):
-        for n in o.between:
-            if n not in g:
-                raise ScenarioError(file, f"links.override[{i}].between", f"unknown node {n!r}")
-        if not g.has_edge(*o.between):
-            raise ScenarioError(file, f"links.override[{i}].between", f"no link between {o.between[0]!r} and {o.between[1]!r}")
-    for i, f in enumerate(sc.faults):
-        for n in f.to_fault().named_nodes():
-            if n not in g:
-                raise ScenarioError(file, f"faults[{i}]", f"unknown node {n!r}")
-        for u, v in f.links:
-            if not g.has_edge(u, v):
-                raise ScenarioError(file, f"faults[{i}].links", f"no link between {u!r} and {v!r}")
-    for i, t in enumerate(sc.traffic):
-        _flow(g, i, t, file)
-    if sc.warehouse is not None:
-        from desim.models.warehouse.scenario import check_section
-
-        check_section(sc, g, file)
-    return g
+def build(sc: ScenarioBase | Plan, seed: int, *, file: str = "<scenario>", keep_trace: bool = False,
+          record_delays: bool = False, brain: Any = None) -> World:
+    """Wire a scenario into a fresh simulation without running it."""
+    plan = sc if isinstance(sc, Plan) else prepare(sc, file)
+    b = resolve_brain(plan, seed, brain)
+    sim = Simulation(seed, keep_trace=keep_trace)
+    net = attach(sim, plan.scenario, plan.graph.copy(), record_delays=record_delays)
+    model = None
+    if plan.model is not None:
+        model = plan.model.build(sim, net, plan.scenario, plan.prepared, b)
+    else:
+        start_traffic(sim, net.graph, plan.flows)
+    spec = brain if isinstance(brain, str) else (plan.brain_spec if brain is None else getattr(brain, "name", None))
+    return World(plan, seed, sim, net, model, b, spec if b is not None else None)
 
 
 @dataclass
@@ -122,68 +128,43 @@ class RunResult:
     """What a run produced: headline figures (``summary``) and the live objects."""
 
     summary: dict[str, Any]
-    sim: Any  # desim.sim.Simulation
+    sim: Any
     network: Any
     model: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run(sc: Scenario, seed: int | None = None, until: float | None = None, *, file: str = "<scenario>",
+def execute(world: World, until: float, *, run_id: str | None = None,
+            progress: Callable[[float], None] | None = None) -> RunResult:
+    """Run a built world to ``until``; check message (and the model's) conservation; summarise."""
+    t0 = time.perf_counter()
+    world.sim.run(until, progress=progress)
+    wall = time.perf_counter() - t0
+    if world.model is not None:
+        world.model.finish()
+    return _summarise(world, world.network.conservation(), wall, run_id)
+
+
+def run(sc: ScenarioBase, seed: int | None = None, until: float | None = None, *, file: str = "<scenario>",
         keep_trace: bool = False, record_delays: bool = False, run_id: str | None = None,
-        progress: Callable[[float], None] | None = None, overrides: dict | None = None) -> RunResult:
-    """Build and run a scenario; returns the summary the CLI prints with ``--json``."""
+        progress: Callable[[float], None] | None = None, brain: Any = None) -> RunResult:
+    """Build and run a scenario; returns the summary the CLI prints with ``--json``.
+
+    ``brain``: a brain spec or a brain object replacing the one the scenario names."""
     seed = sc.seed if seed is None else seed
     until = sc.until if until is None else until
-    sim, net, model = build(sc, seed, file=file, keep_trace=keep_trace, record_delays=record_delays, overrides=overrides)
-    t0 = time.perf_counter()
-    sim.run(until, progress=progress)
-    wall = time.perf_counter() - t0
-    if model is not None:
-        model.finish()
-    cons = net.conservation()
-    return _summarise(sc, seed, sim, net, model, cons, wall, run_id)
+    world = build(sc, seed, file=file, keep_trace=keep_trace, record_delays=record_delays, brain=brain)
+    return execute(world, until, run_id=run_id, progress=progress)
 
 
-def build(sc: Scenario, seed: int, *, file: str = "<scenario>", keep_trace: bool = False, record_delays: bool = False,
-          overrides: dict | None = None, brain: Any = None):
-    """Wire a scenario into a fresh simulation without running it: ``(sim, network, model or None)``."""
-    from desim.sim import Simulation
-    from desim.network import Network, schedule
-    from desim.network.traffic import Node
-
-    g = check_wiring(sc, file)
-    for o in sc.links.override:
-        g.edges[o.between]["link"] = o.to_spec()
-    if sc.links.wireless is not None:
-        wireless = sc.links.wireless.to_spec()
-        for u, v, d in g.edges(data=True):
-            if d.get("kind") == "wireless" and "link" not in d:
-                d["link"] = wireless
-    sim = Simulation(seed, keep_trace=keep_trace)
-    net = Network(sim, g, sc.links.default.to_spec(), jitter_buffer=sc.jitter_buffer.enabled,
-                  retry_interval=sc.reliable.retry_interval, retry_budget=sc.reliable.retry_budget,
-                  record_delays=record_delays, jitter_alpha=sc.jitter_buffer.alpha)
-    schedule(net, [f.to_fault() for f in sc.faults])
-    model = None
-    if sc.warehouse is not None:
-        from desim.models.warehouse.scenario import build_model
-
-        model = build_model(sim, net, sc, g, overrides or {}, file, brain=brain)
-    else:
-        flows = [_flow(g, i, t, file) for i, t in enumerate(sc.traffic)]
-        for n, d in sorted(g.nodes(data=True)):
-            if d.get("role") != "switch":
-                Node(sim, n, d["role"], flows)
-    return sim, net, model
-
-
-def _summarise(sc, seed, sim, net, model, cons, wall, run_id) -> RunResult:
+def _summarise(world: World, cons: dict, wall: float, run_id: str | None) -> RunResult:
+    sim, net, model = world.sim, world.network, world.model
     if not cons["ok"]:
         raise AssertionError(f"message conservation violated: {cons}")
     summary: dict[str, Any] = {
         "run_id": run_id or f"r-{uuid.uuid4().hex[:12]}",
-        "scenario": sc.name,
-        "seed": seed,
+        "scenario": world.plan.scenario.name,
+        "seed": world.seed,
         "sim_time": sim.now,
         "wall_s": round(wall, 4),
         "events": sim.recorder.events,
@@ -196,6 +177,8 @@ def _summarise(sc, seed, sim, net, model, cons, wall, run_id) -> RunResult:
     }
     if model is not None:
         summary.update(model.summary())
-        if not summary["orders_conserved"]:
+        if not summary.get("orders_conserved", True):
             raise AssertionError(f"order conservation violated: {summary['orders']}")
+        if world.brain_spec is not None:
+            summary["brain"] = world.brain_spec
     return RunResult(summary, sim, net, model)

@@ -1,15 +1,18 @@
-"""Scenario files as the wiring layer reads them: parsed, validated and checked against the topology."""
+"""Scenario files as the wiring layer reads them: parsed, validated once, checked against the topology once."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from desim.scenario import Scenario, ScenarioError, parse
+from desim.app.runner import prepare
+from desim.scenario import ScenarioBase, ScenarioError, parse, scenario_type
 
-__all__ = ["Scenario", "ScenarioError", "load", "parse"]
+__all__ = ["ScenarioError", "load", "parse", "scenario_type"]
 
 
-def load(path: str | Path) -> Scenario:
-    """Read, parse and validate a scenario file (including its network wiring)."""
+def load(path: str | Path) -> ScenarioBase:
+    """Read, parse and validate a scenario file, and check its wiring (graph, flows, model) once.
+
+    The checked plan stays with the returned object, so running it does not check again."""
     p = Path(path)
     if not p.is_file():
         raise ScenarioError(str(path), "", "no such file")
@@ -18,7 +21,5 @@ def load(path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(str(path), "", f"cannot read: {e}") from None
     sc = parse(text, str(path), p.parent)
-    from desim.app.runner import check_wiring
-
-    check_wiring(sc, str(path))
+    prepare(sc, str(path))
     return sc

@@ -37,19 +37,23 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from desim.models.warehouse import scenario as wh_scenario
 from desim.models.warehouse.features import Encoder, obs_dim
 from desim.models.warehouse.navigation import plan
 from desim.models.warehouse.observe import RobotObs
+from desim.network.config import attach, check_graph, check_wiring
+from desim.network.topology import robot_name
+from desim.scenario import ScenarioBase, ScenarioError, validate
+from desim.sim import Simulation
 
 FULL_MASK = np.ones(5, dtype=np.int8)
 NOOP_MASK = np.array([1, 0, 0, 0, 0], dtype=np.int8)
 
 
 def scenario_for(size="tiny", robots=2, tempo="tick", max_steps=500, request_queue=None, reward="individual",
-                 zones=1, latency=0.0, jitter=0.0, loss=0.0, durations=None, tick_seconds=1.0):
-    """The desim Scenario an env (or a training run) simulates."""
-    from desim.scenario import Scenario
-
+                 zones=1, delay_mean=0.0, jitter=0.0, loss=0.0, durations=None, tick_seconds=1.0) -> ScenarioBase:
+    """The Scenario the keyword constructor describes: the floor, and a wireless hop of mean delay
+    ``delay_mean`` (lognormal with ``jitter``) and Bernoulli ``loss`` between robots and controllers."""
     wh = {"size": size, "robots": robots, "zones": zones, "tempo": tempo, "reward": reward, "brain": "random",
           "tick_seconds": tick_seconds, "sample_every": max(max_steps * tick_seconds, 1.0)}
     if request_queue is not None:
@@ -57,14 +61,14 @@ def scenario_for(size="tiny", robots=2, tempo="tick", max_steps=500, request_que
     if durations:
         wh["durations"] = durations
     links = {}
-    if latency or jitter or loss:
+    if delay_mean or jitter or loss:
         dist = "lognormal" if jitter else "constant"
-        wl = {"delay": {"dist": dist, "mean": latency, "jitter": jitter}}
+        wl = {"delay": {"dist": dist, "mean": delay_mean, "jitter": jitter}}
         if loss:
             wl["loss"] = {"model": "bernoulli", "p": loss}
         links["wireless"] = wl
-    return Scenario.model_validate({"name": f"env-{size}-{robots}ag-{tempo}", "until": max_steps * tick_seconds,
-                                    "links": links, "warehouse": wh})
+    return validate({"name": f"env-{size}-{robots}ag-{tempo}", "until": max_steps * tick_seconds,
+                     "links": links, "warehouse": wh}, "<env>")
 
 
 class WarehouseParallelEnv(ParallelEnv):
@@ -72,20 +76,28 @@ class WarehouseParallelEnv(ParallelEnv):
 
     def __init__(self, size: str = "tiny", robots: int = 2, tempo: str = "tick", max_steps: int = 500,
                  request_queue: int | None = None, reward: str = "individual", zones: int = 1,
-                 latency: float = 0.0, jitter: float = 0.0, loss: float = 0.0, durations: dict | None = None,
+                 delay_mean: float = 0.0, jitter: float = 0.0, loss: float = 0.0, durations: dict | None = None,
                  obs_radius: int = 1, tick_seconds: float = 1.0, shaping: float = 0.0, shaping_gamma: float = 0.99,
-                 shaping_potential: str = "distance", shaping_horizon: int = 30):
-        from desim.network.topology import robot_name
-
-        self.kwargs = dict(size=size, robots=robots, tempo=tempo, max_steps=max_steps, request_queue=request_queue,
-                           reward=reward, zones=zones, latency=latency, jitter=jitter, loss=loss,
-                           durations=durations, tick_seconds=tick_seconds)
-        self.scenario = scenario_for(**self.kwargs)
-        self.tempo = tempo
+                 shaping_potential: str = "distance", shaping_horizon: int = 30, scenario: ScenarioBase | dict | None = None):
+        if scenario is None:
+            scenario = scenario_for(size=size, robots=robots, tempo=tempo, max_steps=max_steps, request_queue=request_queue,
+                                    reward=reward, zones=zones, delay_mean=delay_mean, jitter=jitter, loss=loss,
+                                    durations=durations, tick_seconds=tick_seconds)
+        elif isinstance(scenario, dict):  # plain data (a checkpoint's or a training run's record)
+            scenario = validate(scenario, "<env>")
+        if scenario.warehouse is None:
+            raise ScenarioError("<env>", "warehouse", "the warehouse env needs a scenario with a [warehouse] section")
+        self.scenario = scenario
+        w = scenario.warehouse
+        # the world this env resets into, checked and built once: the network graph and the floor's layout
+        self._graph = check_graph(wh_scenario.topology(scenario, "<env>"), "<env>")
+        check_wiring(scenario, self._graph, "<env>")
+        self._layout = wh_scenario.check(scenario, self._graph, "<env>")
+        self.tempo = w.tempo
         self.max_steps = max_steps
-        self.horizon = max_steps * tick_seconds
+        self.horizon = max_steps * w.tick_seconds
         self.radius = obs_radius
-        self.possible_agents = [robot_name(i, zones) for i in range(robots)]
+        self.possible_agents = [robot_name(i, w.zones) for i in range(w.robots)]
         self.agents: list[str] = []
         self._obs_dim = obs_dim(obs_radius)
         self._np_random = np.random.default_rng()
@@ -108,13 +120,19 @@ class WarehouseParallelEnv(ParallelEnv):
         return spaces.Box(-1.0, 1.0, (self._obs_dim * len(self.possible_agents),), np.float32)
 
     # -- the simulation, paused at each decision batch ------------------------
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        from desim.app.runner import build
+    @classmethod
+    def from_scenario(cls, scenario: ScenarioBase | dict, max_steps: int = 500, **options) -> "WarehouseParallelEnv":
+        """The env over a Scenario as written (links, faults, orders and all); ``options``: obs_radius, shaping..."""
+        return cls(scenario=scenario, max_steps=max_steps, **options)
 
+    def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._np_random = np.random.default_rng(seed)
         sim_seed = int(self._np_random.integers(2**31 - 1))
-        self.sim, self.net, self.model = build(self.scenario, sim_seed)
+        self.sim = Simulation(sim_seed, keep_trace=False)
+        self.net = attach(self.sim, self.scenario, self._graph.copy())
+        # no brain: the env's caller decides, through the model's external hook
+        self.model = wh_scenario.build(self.sim, self.net, self.scenario, self._layout, None)
         self.model.external = self._take_batch
         self.encoder = Encoder(self.model.static, self.radius)
         self.agents = list(self.possible_agents)

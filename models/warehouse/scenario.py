@@ -1,19 +1,26 @@
-"""The ``[warehouse]`` section of a scenario file."""
+"""The ``[warehouse]`` section of a scenario, and the warehouse as a registered model.
+
+:func:`register` (entry point ``warehouse``) adds the section and the model
+to the kernel's registries. The wiring layer then calls, once per run,
+:func:`topology` (the network the floor needs: zone controllers, robots,
+services), :func:`check` (the layout, built once and checked against the
+robots and request queue) and :func:`build` (the model on a fresh
+simulation, with the brain the wiring layer resolved).
+"""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from desim.scenario import ScenarioError, _loc
+from desim.models.warehouse.layout import Layout
+from desim.models.warehouse.model import WarehouseModel
+from desim.network import topology as T
+from desim.registry import ModelSpec, SectionSpec, models, sections
+from desim.scenario import PathField, ScenarioError, Section
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DurationsCfg(_Strict):
+class DurationsCfg(Section):
     """Seconds each action takes in the event tempo (a loaded robot moves at ``move_loaded``)."""
 
     move: float = Field(1.0, gt=0)
@@ -24,13 +31,13 @@ class DurationsCfg(_Strict):
     jitter: float = Field(0.0, ge=0, lt=1, description="each duration times U(1 - jitter, 1 + jitter)")
 
 
-class PeakCfg(_Strict):
+class PeakCfg(Section):
     at: float = Field(ge=0)
     duration: float = Field(gt=0)
     factor: float = Field(gt=0)
 
 
-class OrdersCfg(_Strict):
+class OrdersCfg(Section):
     """A production order stream: Poisson arrivals with peaks; orders fail after ``max_age``."""
 
     rate_per_hour: float = Field(gt=0)
@@ -38,9 +45,9 @@ class OrdersCfg(_Strict):
     max_age: float | None = Field(None, gt=0, description="seconds before an undelivered order fails")
 
 
-class WarehouseCfg(_Strict):
+class WarehouseCfg(Section):
     size: Literal["tiny", "small", "medium", "large"] | None = "tiny"
-    map: str | None = Field(None, description="ASCII map file (x shelf, g goal, . highway); overrides size")
+    map: PathField = Field(None, description="ASCII map file (x shelf, g goal, . highway); overrides size")
     shelf_columns: int | None = Field(None, ge=1, description="custom rware floor: shelf columns (odd); overrides size")
     shelf_rows: int | None = Field(None, ge=1, description="custom rware floor: shelf rows; with shelf_columns")
     column_height: int = Field(8, ge=1)
@@ -49,7 +56,7 @@ class WarehouseCfg(_Strict):
     tempo: Literal["tick", "event"] = "tick"
     request_queue: int | None = Field(None, ge=1, description="request slots on the floor (default: robots)")
     reward: Literal["global", "individual", "two_stage"] = "individual"
-    brain: str = "greedy"
+    brain: str = Field("greedy", description="the robots' brain: a brain spec (random, greedy, epsilon_greedy:EPS, checkpoint:PATH#MODE)")
     tick_seconds: float = Field(1.0, gt=0)
     durations: DurationsCfg = DurationsCfg()
     obs_timeout: float = Field(2.0, gt=0, description="event tempo: seconds a robot waits for an observation before asking again")
@@ -64,23 +71,8 @@ class WarehouseCfg(_Strict):
         return self
 
 
-def parse_section(sc, file: str = "<scenario>") -> WarehouseCfg:
-    try:
-        cfg = WarehouseCfg.model_validate(sc.warehouse)
-    except ValidationError as e:
-        err = e.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        raise ScenarioError(file, _loc(("warehouse",) + tuple(err["loc"])), msg) from None
-    if cfg.map is not None and file != "<scenario>" and not Path(cfg.map).is_absolute():
-        cfg = cfg.model_copy(update={"map": str(Path(file).parent / cfg.map)})
-    return cfg
-
-
-def layout_of(cfg: WarehouseCfg, file: str = "<scenario>"):
-    from desim.models.warehouse.layout import Layout
-
+def layout_of(cfg: WarehouseCfg, file: str = "<scenario>") -> Layout:
+    """The floor a section describes: a map file, custom shelf rows/columns, or a named rware size."""
     if cfg.map is not None:
         try:
             return Layout.from_file(cfg.map)
@@ -97,31 +89,33 @@ def layout_of(cfg: WarehouseCfg, file: str = "<scenario>"):
     return Layout.from_size(cfg.size, cfg.column_height)
 
 
-def check_section(sc, graph, file: str = "<scenario>") -> WarehouseCfg:
-    cfg = parse_section(sc, file)
+def topology(sc, file: str = "<scenario>"):
+    """The floor decides how many robots and zones the network has."""
+    if sc.topology.kind != "warehouse":
+        raise ScenarioError(file, "topology.kind", "a scenario with a [warehouse] needs the 'warehouse' topology")
+    w = sc.warehouse
+    return T.warehouse(w.zones, 0, tuple(sc.topology.services), robots=w.robots)
+
+
+def check(sc, graph, file: str = "<scenario>") -> Layout:
+    """The layout, built once, checked against the robots and the request queue."""
+    cfg = sc.warehouse
     layout = layout_of(cfg, file)
     if cfg.robots > layout.n_cells:
         raise ScenarioError(file, "warehouse.robots", f"{cfg.robots} robots do not fit on a floor of {layout.n_cells} cells")
     q = cfg.request_queue or cfg.robots
     if q >= layout.n_shelves:
         raise ScenarioError(file, "warehouse.request_queue", f"must be below the number of shelves ({layout.n_shelves}), got {q}")
-    from desim.policies import make_brain
-
-    import numpy as np
-
-    try:
-        if not cfg.brain.startswith("checkpoint:"):
-            make_brain(cfg.brain, np.random.default_rng(0))
-    except ValueError as e:
-        raise ScenarioError(file, "warehouse.brain", str(e)) from None
-    return cfg
+    return layout
 
 
-def build_model(sim, net, sc, graph, overrides: dict, file: str = "<scenario>", brain=None):
-    """The warehouse model for a scenario; ``overrides`` (e.g. ``brain``) replace section fields."""
-    from desim.models.warehouse.model import WarehouseModel
+def build(sim, net, sc, layout: Layout, brain) -> WarehouseModel:
+    """The warehouse model on a fresh simulation; ``brain`` decides for every robot (None: an ``external`` hook will)."""
+    return WarehouseModel(sim, net, sc.warehouse, layout, brain=brain)
 
-    cfg = parse_section(sc, file)
-    if overrides:
-        cfg = cfg.model_copy(update=overrides)
-    return WarehouseModel(sim, net, cfg, layout_of(cfg, file), brain=brain)
+
+def register() -> None:
+    sections.register("warehouse", SectionSpec(WarehouseCfg, owner="desim.models.warehouse",
+                                               description="the warehouse model (rware rules, two tempos)"))
+    models.register("warehouse", ModelSpec("warehouse", build=build, check=check, topology=topology, brain_field="brain",
+                                           description="robots on an rware-rules floor"))

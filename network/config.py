@@ -1,0 +1,256 @@
+"""The network's scenario sections, and how a scenario becomes a wired network.
+
+Sections (registered by :mod:`desim.network.plugin`): ``[topology]``,
+``[links]`` (``default``, ``wireless``, ``[[links.override]]``),
+``[jitter_buffer]``, ``[reliable]``, ``[[traffic]]`` and ``[[faults]]``.
+
+The wiring layer calls :func:`build_graph` (or takes a model's own graph),
+:func:`check_wiring` (names, links and flows against that graph) and
+:func:`attach` (a :class:`~desim.network.transport.Network` on a simulation,
+with the links, the jitter buffer, retries and the fault schedule).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import networkx as nx
+from pydantic import Field, model_validator
+
+from desim.network import topology as T
+from desim.network.distributions import DelayDist
+from desim.network.faults import Fault, schedule
+from desim.network.flows import Flow
+from desim.network.link import LinkSpec
+from desim.network.loss import LossModel
+from desim.network.traffic import Node
+from desim.network.transport import Network
+from desim.scenario import PathField, ScenarioError, Section
+
+
+class DelayCfg(Section):
+    dist: Literal["constant", "uniform", "normal", "lognormal", "pareto"] = "constant"
+    mean: float = Field(0.0, ge=0, description="mean propagation delay, seconds")
+    jitter: float = Field(0.0, ge=0, description="spread: std (normal, lognormal) or half-width (uniform)")
+    correlation: float = Field(0.0, ge=0, lt=1)
+    alpha: float = Field(3.0, gt=1, description="pareto shape")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        self.to_dist()
+        return self
+
+    def to_dist(self):
+        return DelayDist(self.dist, self.mean, self.jitter, self.correlation, self.alpha)
+
+
+class LossCfg(Section):
+    model: Literal["none", "bernoulli", "gilbert_elliott"] = "none"
+    p: float = Field(0.0, ge=0, le=1)
+    r: float = Field(1.0, ge=0, le=1)
+    loss_good: float = Field(0.0, ge=0, le=1)
+    loss_bad: float = Field(1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        self.to_model()
+        return self
+
+    def to_model(self):
+        return LossModel(self.model, self.p, self.r, self.loss_good, self.loss_bad)
+
+
+class LinkCfg(Section):
+    delay: DelayCfg = DelayCfg()
+    loss: LossCfg = LossCfg()
+    bandwidth: float = Field(0.0, ge=0, description="bits/s; 0 = unlimited")
+    duplicate: float = Field(0.0, ge=0, le=1)
+    corrupt: float = Field(0.0, ge=0, le=1)
+    queue_limit: int = Field(0, ge=0)
+
+    def to_spec(self):
+        return LinkSpec(self.delay.to_dist(), self.loss.to_model(), self.bandwidth, self.duplicate, self.corrupt, self.queue_limit)
+
+
+class LinkOverride(LinkCfg):
+    between: tuple[str, str]
+
+
+class LinksCfg(Section):
+    default: LinkCfg = LinkCfg()
+    wireless: LinkCfg | None = Field(None, description="links whose edge kind is 'wireless' (robot to controller)")
+    override: list[LinkOverride] = []
+
+
+class TopologyCfg(Section):
+    kind: Literal["star", "line", "ring", "grid", "mesh", "warehouse", "graphml", "edgelist"] = "warehouse"
+    nodes: int = Field(4, ge=1, description="star/line/ring/mesh size")
+    rows: int = Field(2, ge=1)
+    cols: int = Field(2, ge=1)
+    zones: int = Field(3, ge=1)
+    robots_per_zone: int = Field(4, ge=0)
+    services: list[str] = ["inventory", "orders", "procurement"]
+    path: PathField = Field(None, description="graphml / edgelist file, relative to the scenario file")
+
+    @model_validator(mode="after")
+    def _path_needed(self):
+        if self.kind in ("graphml", "edgelist") and not self.path:
+            raise ValueError(f"topology kind {self.kind!r} needs 'path'")
+        return self
+
+
+class JitterCfg(Section):
+    enabled: bool = False
+    alpha: float = Field(15 / 16, gt=0, lt=1)
+
+
+class ReliableCfg(Section):
+    retry_interval: float = Field(0.5, gt=0)
+    retry_budget: int = Field(10, ge=0)
+
+
+class TrafficCfg(Section):
+    src: str | list[str] = Field("robot", alias="from")
+    dst: str | list[str] = Field("own_controller", alias="to")
+    rate: float = Field(1.0, gt=0, description="messages per second per sender (Poisson)")
+    size: int = Field(256, ge=1, description="mean size in bytes (exponential)")
+    kind: str = "status"
+    reliable: bool = False
+    reply: bool = False
+
+
+class FaultCfg(Section):
+    at: float = Field(ge=0)
+    kind: Literal["isolate", "split", "bridge", "flap", "latency_spike", "slow_link", "heal"]
+    duration: float | None = Field(None, gt=0)
+    nodes: list[str] = []
+    groups: list[list[str]] = []
+    bridge: str | None = None
+    links: list[tuple[str, str]] = []
+    period: float = Field(1.0, gt=0)
+    extra_delay: float = Field(0.0, ge=0)
+    delay_scale: float = Field(1.0, gt=0)
+    bandwidth_scale: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        self.to_fault()
+        return self
+
+    def to_fault(self):
+        return Fault(self.at, self.kind, self.duration, tuple(self.nodes), tuple(tuple(g) for g in self.groups),
+                     self.bridge, tuple(tuple(e) for e in self.links), self.period, self.extra_delay,
+                     self.delay_scale, self.bandwidth_scale)
+
+
+# -- a scenario's network -------------------------------------------------------
+def build_graph(topology: TopologyCfg, file: str = "<scenario>") -> nx.Graph:
+    """The graph a ``[topology]`` section describes (a model with its own graph skips this)."""
+    t = topology
+    try:
+        if t.kind == "star":
+            g = T.star(t.nodes)
+        elif t.kind == "line":
+            g = T.line(t.nodes)
+        elif t.kind == "ring":
+            g = T.ring(t.nodes)
+        elif t.kind == "grid":
+            g = T.grid(t.rows, t.cols)
+        elif t.kind == "mesh":
+            g = T.mesh(t.nodes)
+        elif t.kind == "warehouse":
+            g = T.warehouse(t.zones, t.robots_per_zone, tuple(t.services))
+        elif t.kind == "graphml":
+            g = T.from_graphml(t.path)
+        else:
+            g = T.from_edgelist(t.path)
+    except FileNotFoundError:
+        raise ScenarioError(file, "topology.path", f"no such file {t.path!r}") from None
+    except Exception as e:  # a user's graph file: any parse error is their input's fault
+        raise ScenarioError(file, "topology", f"cannot build topology: {e}") from None
+    return g
+
+
+def check_graph(g: nx.Graph, file: str = "<scenario>") -> nx.Graph:
+    """A graph the transport can carry messages over (connected, named roles); ScenarioError if not."""
+    try:
+        T.check(g)
+    except ValueError as e:
+        raise ScenarioError(file, "topology", str(e)) from None
+    return g
+
+
+def _select(g: nx.Graph, sel: str | list[str], field: str, file: str) -> list[str]:
+    names = [sel] if isinstance(sel, str) else list(sel)
+    out: list[str] = []
+    for name in names:
+        by_role = sorted(n for n, d in g.nodes(data=True) if d.get("role") == name)
+        if by_role:
+            out += by_role
+        elif name in g:
+            if g.nodes[name].get("role") == "switch":
+                raise ScenarioError(file, field, f"{name!r} is a switch; switches forward but do not talk")
+            out.append(name)
+        else:
+            raise ScenarioError(file, field, f"unknown node or role {name!r}")
+    return out
+
+
+def flow(g: nx.Graph, i: int, t: TrafficCfg, file: str = "<scenario>") -> Flow:
+    """``[[traffic]]`` entry ``i`` resolved against the graph: who sends to whom."""
+    senders = _select(g, t.src, f"traffic[{i}].from", file)
+    dsts: dict[str, tuple[str, ...]] = {}
+    for s in senders:
+        if t.dst == "own_controller":
+            zone = g.nodes[s].get("zone")
+            cands = [n for n, d in g.nodes(data=True) if d.get("role") == "controller" and d.get("zone") == zone]
+            if zone is None or not cands:
+                raise ScenarioError(file, f"traffic[{i}].to", f"{s!r} has no zone controller")
+        else:
+            cands = [n for n in _select(g, t.dst, f"traffic[{i}].to", file) if n != s]
+            if not cands:
+                raise ScenarioError(file, f"traffic[{i}].to", f"no destination other than the sender {s!r}")
+        dsts[s] = tuple(cands)
+    return Flow(tuple(senders), dsts, t.rate, t.size, t.kind, t.reliable, t.reply)
+
+
+def check_wiring(sc, g: nx.Graph, file: str = "<scenario>") -> list[Flow]:
+    """Checks that need the graph: override links, fault targets, traffic flows (returned, resolved)."""
+    for i, o in enumerate(sc.links.override):
+        for n in o.between:
+            if n not in g:
+                raise ScenarioError(file, f"links.override[{i}].between", f"unknown node {n!r}")
+        if not g.has_edge(*o.between):
+            raise ScenarioError(file, f"links.override[{i}].between", f"no link between {o.between[0]!r} and {o.between[1]!r}")
+    for i, f in enumerate(sc.faults):
+        for n in f.to_fault().named_nodes():
+            if n not in g:
+                raise ScenarioError(file, f"faults[{i}]", f"unknown node {n!r}")
+        for u, v in f.links:
+            if not g.has_edge(u, v):
+                raise ScenarioError(file, f"faults[{i}].links", f"no link between {u!r} and {v!r}")
+    return [flow(g, i, t, file) for i, t in enumerate(sc.traffic)]
+
+
+def attach(sim, sc, g: nx.Graph, *, record_delays: bool = False) -> Network:
+    """Wire the scenario's network onto ``sim``: link specs on the graph's edges, the transport, the faults.
+
+    ``g`` is modified (its edges get their ``link`` specs); pass a copy to keep one."""
+    for o in sc.links.override:
+        g.edges[o.between]["link"] = o.to_spec()
+    if sc.links.wireless is not None:
+        wireless = sc.links.wireless.to_spec()
+        for u, v, d in g.edges(data=True):
+            if d.get("kind") == "wireless" and "link" not in d:
+                d["link"] = wireless
+    net = Network(sim, g, sc.links.default.to_spec(), jitter_buffer=sc.jitter_buffer.enabled,
+                  retry_interval=sc.reliable.retry_interval, retry_budget=sc.reliable.retry_budget,
+                  record_delays=record_delays, jitter_alpha=sc.jitter_buffer.alpha)
+    schedule(net, [f.to_fault() for f in sc.faults])
+    return net
+
+
+def start_traffic(sim, g: nx.Graph, flows: list[Flow]) -> None:
+    """The network-only workload: one traffic node per talking node of the graph."""
+    for n, d in sorted(g.nodes(data=True)):
+        if d.get("role") != "switch":
+            Node(sim, n, d["role"], flows)

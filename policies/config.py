@@ -1,0 +1,51 @@
+"""The ``[train]`` section: what ``desim train`` does around a learner (its hyperparameters sit in ``[train.<algo>]``)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from desim.registry import policies
+from desim.scenario import Section
+
+
+class TrainConfig(Section):
+    """Training settings, one field each; ``[train.<algo>]`` tables (e.g. ``[train.mappo]``) hold a
+    learner's hyperparameters, checked by that learner when it is built."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    episode_steps: int = Field(500, ge=1, description="decisions per training episode (rware's default episode length)")
+    n_envs: int = Field(8, ge=1, description="env copies stepped together; the policy sees one batch per step")
+    checkpoint_every: int = Field(25_000, ge=1, description="env steps between candidate checkpoints")
+    eval_episodes: int = Field(4, ge=1, description="held-out episodes per candidate")
+    eval_seed: int = Field(1_000_000, ge=1, description="held-out env seeds are eval_seed*1000+k; training seeds seed*1000+k, seed < eval_seed")
+    eval_mode: Literal["sample", "argmax"] = Field("sample", description="sample: the policy as deployed (seeded draws); argmax: its most probable actions")
+    margin_abs: float = Field(1.0, ge=0, description="a candidate may trail the incumbent by this much return ...")
+    margin_frac: float = Field(0.1, ge=0, description="... plus this fraction of the incumbent's return, and still be promoted")
+    rollback: bool = Field(True, description="False: every candidate is promoted (no gate)")
+    log_every_s: float = Field(2.0, gt=0, description="seconds between appends of curve rows to the store")
+    obs_radius: int = Field(1, ge=0, description="observation window radius (obs_dim = 14 + 5 (2r+1)^2)")
+    torch_threads: int = Field(1, ge=0, description="CPU threads for torch (small networks gain nothing from more; 0: torch's default)")
+    shaping: float = Field(0.0, description="potential-based reward shaping weight w (0: off, rware's reward)")
+    shaping_potential: Literal["carrying", "distance"] = Field("carrying", description="carrying: lifting a requested shelf pays at once; distance: every step toward the target")
+    shaping_gamma: float = Field(0.99, gt=0, le=1, description="the shaping's discount; keep it equal to the learner's gamma")
+
+    @model_validator(mode="after")
+    def _learner_tables(self):
+        for key, value in (self.model_extra or {}).items():
+            entry = policies.get(key) if key in policies else None
+            if entry is None or entry.kind != "learner":
+                known = sorted(set(type(self).model_fields))
+                raise ValueError(f"unknown field {key!r} (known: {', '.join(known)}, or a [train.<algo>] table)")
+            if not isinstance(value, dict):
+                raise ValueError(f"[train.{key}] must be a table of hyperparameters")
+        return self
+
+    def learner_table(self, algo: str) -> dict[str, Any]:
+        """The ``[train.<algo>]`` hyperparameters as written (checked by the learner)."""
+        return dict((self.model_extra or {}).get(algo) or {})
+
+    def settings(self) -> dict[str, Any]:
+        """The training settings without the learner tables."""
+        return {k: getattr(self, k) for k in type(self).model_fields}
