@@ -96,9 +96,10 @@ def bench_model(size: str, n: int, steps: int, seed: int, tempo: str) -> float:
     from desim.app.runner import build
     from desim.models.warehouse.env import scenario_for
 
-    net = dict(latency=0.005, jitter=0.002) if tempo == "event" else {}
+    net = dict(delay_mean=0.005, jitter=0.002) if tempo == "event" else {}
     sc = scenario_for(size=size, robots=n, tempo=tempo, max_steps=steps, **net)
-    sim, _net, model = build(sc, seed)
+    world = build(sc, seed)
+    sim, model = world.sim, world.model
     t0 = time.perf_counter()
     sim.run(float(steps))
     dt = time.perf_counter() - t0

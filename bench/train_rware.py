@@ -60,7 +60,7 @@ def heuristic_deliveries(task: str, brain: str = "greedy", seeds=(1, 2, 3, 4, 5)
     from desim.models.warehouse.env import scenario_for
 
     sc = scenario_for(**TASKS[task], tempo="tick", max_steps=500)
-    return float(np.mean([run(sc, seed=s, overrides={"brain": brain}).summary["deliveries"] for s in seeds]))
+    return float(np.mean([run(sc, seed=s, brain=brain).summary["deliveries"] for s in seeds]))
 
 
 def main() -> None:

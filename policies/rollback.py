@@ -22,6 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from desim.models.warehouse.env import VectorWarehouseEnv
+from desim.policies.checkpoint import Memory, decide
+
 
 @dataclass
 class Decision:
@@ -88,9 +91,6 @@ def held_out_return(learner: Any, env_kwargs: dict, episodes: int, seed: int, mo
     policy on the same seeds always scores the same (common random numbers for
     candidate and incumbent).
     """
-    from desim.models.warehouse.env import VectorWarehouseEnv
-    from desim.policies.checkpoint import Memory, decide
-
     venv = VectorWarehouseEnv(episodes, seed=seed, **env_kwargs)
     rng = np.random.default_rng(seed)
     obs, _state, acting = venv.reset()

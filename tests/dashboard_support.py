@@ -36,19 +36,18 @@ def record(store: Path, scenario: str, seed: int, until: float, brain: str | Non
     from desim.app.scenario import load
 
     p = path or SCENARIOS / scenario
-    return record_run(load(p), p, store, seed=seed, until=until, overrides={"brain": brain} if brain else {})
+    return record_run(load(p), p, store, seed=seed, until=until, brain=brain)
 
 
 def partitioned_small(tmp: Path, at: float = 60.0, duration: float = 40.0) -> Path:
     """The small event scenario with its zone-1 partition moved early enough for a short run."""
-    import tomllib
-
-    from desim.dashboards.whatif import Partition, build_scenario, dumps_toml
-
-    base = tomllib.loads((SCENARIOS / "warehouse-small-event.toml").read_text())
-    data = build_scenario(base, partition=Partition(at, duration, 1), name="warehouse-small-event-early-partition")
+    text = (SCENARIOS / "warehouse-small-event.toml").read_text()
+    fault = 'at = 1200.0\nkind = "isolate"\nnodes = ["zone-1"]\nduration = 60.0\n'
+    assert fault in text, "warehouse-small-event.toml's partition changed: update partitioned_small"
+    text = text.replace(fault, f'at = {float(at)!r}\nkind = "isolate"\nnodes = ["zone-1"]\nduration = {float(duration)!r}\n')
+    text = text.replace('name = "warehouse-small-event"', 'name = "warehouse-small-event-early-partition"', 1)
     out = tmp / "warehouse-small-event-early-partition.toml"
-    out.write_text(dumps_toml(data))
+    out.write_text(text)
     return out
 
 

@@ -26,7 +26,7 @@ def test_defaults_give_the_tiny_floor_and_spaces_are_stable():
 
 
 def test_event_tempo_steps_only_the_robots_whose_decision_falls_due():
-    env = parallel_env(tempo="event", robots=4, size="small", max_steps=200, latency=0.02, jitter=0.01,
+    env = parallel_env(tempo="event", robots=4, size="small", max_steps=200, delay_mean=0.02, jitter=0.01,
                        durations={"move": 1.0, "turn": 0.5, "load": 2.0, "noop": 0.7, "jitter": 0.2})
     obs, infos = env.reset(seed=1)
     partial, times = 0, []
@@ -59,8 +59,7 @@ def test_one_brain_call_per_instant():
 
     for tempo in ("tick", "event"):
         brain = Counting()
-        sim, _net, model = build(scenario_for(robots=3, tempo=tempo, max_steps=50), 0, brain=brain)
-        sim.run(50.0)
+        build(scenario_for(robots=3, tempo=tempo, max_steps=50), 0, brain=brain).sim.run(50.0)
         assert brain.calls == 50 and set(brain.sizes) == {3}  # zero delay: all three decide together
 
 

@@ -13,7 +13,7 @@ from desim.models.warehouse.env import VectorWarehouseEnv
 from desim.models.warehouse.features import obs_dim
 from desim.policies.common import EnvInfo, ValueNorm, gae
 from desim.policies.mappo import MAPPO, gae_over_decisions
-from desim.policies.train import learner_class
+from desim.policies.spec import learner_class
 
 torch.set_num_threads(1)
 

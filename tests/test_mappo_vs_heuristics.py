@@ -40,7 +40,7 @@ def mappo_checkpoint(tmp_path_factory):
 
 
 def deliveries(scenario, brain: str) -> tuple[list[int], list[float]]:
-    sums = [run(scenario, seed=s, overrides={"brain": brain}).summary for s in SEEDS]
+    sums = [run(scenario, seed=s, brain=brain).summary for s in SEEDS]
     return [s["deliveries"] for s in sums], [s["throughput_per_hour"] for s in sums]
 
 
@@ -59,7 +59,7 @@ def test_production_gap_of_the_learned_policy_is_measured(mappo_checkpoint, reco
     brain = f"checkpoint:{mappo_checkpoint}"
     tick = scenario_for(size="tiny", robots=2, tempo="tick", max_steps=EPISODE)
     # the same floor in the event tempo, robots and controller talking over a 50 ms (jitter 20 ms) lognormal link
-    event = scenario_for(size="tiny", robots=2, tempo="event", max_steps=EPISODE, latency=0.05, jitter=0.02)
+    event = scenario_for(size="tiny", robots=2, tempo="event", max_steps=EPISODE, delay_mean=0.05, jitter=0.02)
     assert event.links.wireless.delay.dist == "lognormal" and event.links.wireless.delay.mean == 0.05
     d_tick, t_tick = deliveries(tick, brain)
     d_event, t_event = deliveries(event, brain)

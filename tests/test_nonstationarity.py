@@ -198,7 +198,7 @@ def test_async_adoption_in_the_event_tempo_stamps_mixed_versions():
         return real_update(batch)
 
     learner.update = spy
-    venv = VectorWarehouseEnv(2, seed=0, size="tiny", robots=2, max_steps=30, tempo="event", latency=0.05, jitter=0.02)
+    venv = VectorWarehouseEnv(2, seed=0, size="tiny", robots=2, max_steps=30, tempo="event", delay_mean=0.05, jitter=0.02)
     learner.train(venv, 2 * 4 * 12, lambda s, m: None)
     v = np.concatenate(seen)  # (steps, envs, agents)
     assert (v[:, :, 0] != v[:, :, 1]).any()  # some steps ran two versions at once

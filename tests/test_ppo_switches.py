@@ -12,7 +12,7 @@ from desim.models.warehouse.env import VectorWarehouseEnv
 from desim.policies.checkpoint import Memory, decide
 from desim.policies.common import EnvInfo
 from desim.policies.rollback import held_out_return
-from desim.policies.train import learner_class
+from desim.policies.spec import learner_class
 
 torch.set_num_threads(1)
 INFO = EnvInfo(n_agents=2, obs_dim=59, state_dim=118)
@@ -72,7 +72,7 @@ def test_async_adoption_runs_mixed_versions_in_the_event_tempo_and_the_staleness
                       ("sync", {})):
         learner = learner_class("mappo")(INFO, {"rollout": 8, "epochs": 1, **cfg}, "cpu", 0)
         venv = VectorWarehouseEnv(2, seed=0, size="tiny", robots=2, max_steps=40, tempo="event",
-                                  latency=0.05, jitter=0.02)
+                                  delay_mean=0.05, jitter=0.02)
         learner.train(venv, 2 * 8 * 12, lambda s, m, k=name: logs[k].append(m))
         if name != "sync":
             assert learner.versions is not None and learner.versions.current.max() <= learner.policy_version
@@ -134,7 +134,7 @@ def test_recurrent_chunks_replay_the_rollout_exactly():
         return real(data)
 
     learner._update = spy
-    venv = VectorWarehouseEnv(2, seed=0, size="tiny", robots=2, max_steps=9, tempo="event", latency=0.05, jitter=0.02)
+    venv = VectorWarehouseEnv(2, seed=0, size="tiny", robots=2, max_steps=9, tempo="event", delay_mean=0.05, jitter=0.02)
     learner.train(venv, 2 * 12 * 4, lambda s, m: None)
     assert len(checked) == 4
     assert sum(c[1] for c in checked) > 0  # episodes started inside chunks
@@ -179,15 +179,15 @@ def test_recurrent_checkpoint_brain_runs_in_both_tempos(tmp_path):
                            version=1, env_steps=64)
     brain = load_brain(str(path), np.random.default_rng(0))
     assert brain.memory is not None and brain.learner.recurrent
-    for tempo, kw in (("tick", {}), ("event", {"latency": 0.05, "jitter": 0.02})):
+    for tempo, kw in (("tick", {}), ("event", {"delay_mean": 0.05, "jitter": 0.02})):
         sc = scenario_for(size="tiny", robots=2, tempo=tempo, max_steps=60, **kw)
-        a, b = (run(sc, seed=3, overrides={"brain": f"checkpoint:{path}"}).summary for _ in range(2))
+        a, b = (run(sc, seed=3, brain=f"checkpoint:{path}").summary for _ in range(2))
         assert a["trace_hash"] == b["trace_hash"]  # reproducible with hidden state carried per robot
         assert a["deliveries"] >= 0
         # the brain keeps one hidden state per robot, moved on at that robot's decisions
         brain = load_brain(str(path), np.random.default_rng(0))
-        sim, _net, model = build(sc, 3, brain=brain)
-        sim.run(30.0)
+        world = build(sc, 3, brain=brain)
+        world.sim.run(30.0)
         assert sorted(brain.memory.h) == [0, 1]
         assert all(not torch.equal(h, learner.initial_memory(1)[0]) for h in brain.memory.h.values())
 
