@@ -7,8 +7,8 @@ import pandas as pd
 METRIC_COLOURS = {"blocked": "oranges", "collisions": "reds", "both": "inferno"}
 STATE_COLOURS = {"cut": "#d62728", "degraded": "#ff7f0e"}
 CATEGORIES = alt.Scale(scheme="tableau10")  # distinct hues (the default theme's are shades of blue)
-ROLE_COLOURS = alt.Scale(domain=["robot", "controller", "switch", "service"],
-                         range=["#1f77b4", "#2ca02c", "#7f7f7f", "#9467bd"])
+ROLE_COLOURS = alt.Scale(domain=["robot", "controller", "switch", "service", "agent", "unknown"],
+                         range=["#1f77b4", "#2ca02c", "#7f7f7f", "#9467bd", "#ff7f0e", "#c7c7c7"])
 
 
 def floor_heatmap(floor: pd.DataFrame, metric: str, paths: pd.DataFrame | None = None,

@@ -4,6 +4,11 @@ Every read goes through :class:`desim.store.Store`, which opens the DuckDB
 catalog for a moment per call and reads bulk rows from Parquet parts, so the
 dashboard never holds a connection that would block a writer. The Streamlit
 caching wrappers live in :mod:`dashboards.common`.
+
+Stored runs are read as they were recorded: nothing here rebuilds a run from its
+scenario with today's code (the Network page draws the ``net_nodes`` and
+``net_links`` tables the run wrote). The producers' table declarations are imported
+so a table no run has written yet reads as empty with its declared columns.
 """
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ from typing import Any, Iterable, Sequence
 import networkx as nx
 import numpy as np
 import pandas as pd
+
+import desim.models.warehouse.tables  # noqa: F401  (declarations only: timeseries, contention, paths, events, orders)
+import desim.network.tables  # noqa: F401  (net_nodes, net_links, net_delays, events)
+import desim.policies.tables  # noqa: F401  (train_curves, promotions)
 
 DEFAULT_STORE = "runs/desim.duckdb"
 TRAIN_METRICS = ("return", "loss", "entropy", "value_error")
@@ -305,34 +314,16 @@ def edge_states(g: nx.Graph, active: pd.DataFrame) -> dict[frozenset, str]:
     return states
 
 
-ROLE_BY_PREFIX = (("robot-", "robot"), ("zone-", "controller"), ("core", "switch"))
-
-
-def _role(name: str) -> str:
-    for prefix, role in ROLE_BY_PREFIX:
-        if name.startswith(prefix):
-            return role
-    return "service"
-
-
-def topology(links: pd.DataFrame, scenario_text: str | None = None) -> nx.Graph:
-    """The run's network: edges from its per-link table, node roles from the scenario
-    (rebuilt with :func:`desim.app.runner.build_graph`) or, failing that, from node names.
-    Edge ``latency`` is the mean measured one-way delay over both directions (the
-    expected delay where no message crossed)."""
+def topology(links: pd.DataFrame, nodes: pd.DataFrame | None = None) -> nx.Graph:
+    """The run's network as it recorded it: nodes and roles from its ``net_nodes`` table,
+    edges from its per-link table (``net_links``). Edge ``latency`` is the mean measured
+    one-way delay over both directions (the expected delay where no message crossed).
+    A run recorded before desim stored its network has no ``net_nodes``: its nodes come
+    from the links alone, with role ``unknown``."""
     g = nx.Graph()
-    roles: dict[str, str] = {}
-    if scenario_text:
-        try:
-            from desim.app.runner import build_graph
-            from desim.scenario import parse
-
-            sg = build_graph(parse(scenario_text))
-            roles = {n: d.get("role", "") for n, d in sg.nodes(data=True)}
-            g.add_nodes_from(sg.nodes)
-            g.add_edges_from(sg.edges)
-        except Exception:  # a scenario the current code no longer parses: fall back to the links
-            roles = {}
+    if nodes is not None and not nodes.empty:
+        for row in nodes.itertuples(index=False):
+            g.add_node(str(row.node), role=str(row.role or "unknown"))
     if not links.empty:
         for row in links.itertuples(index=False):
             u, v = str(row.src), str(row.dst)
@@ -348,7 +339,7 @@ def topology(links: pd.DataFrame, scenario_text: str | None = None) -> nx.Graph:
         vals = d.pop("delays", [])
         d["latency"] = float(np.mean(vals)) if vals else None
     for n in g.nodes:
-        g.nodes[n]["role"] = roles.get(n) or _role(str(n))
+        g.nodes[n].setdefault("role", "unknown")
     return g
 
 

@@ -179,6 +179,51 @@ def test_network_page_partitions_histograms_conservation(store):
     assert re.fullmatch(r"sent \+ duplicated = ([\d,]+) = \1 = delivered \+ dropped \+ in flight", ok[0].value)
     cons = frame_with(at, "term")
     assert "dropped: partition" in set(cons["term"])
+    assert not [c for c in at.caption if "recorded before desim stored its network" in c.value]
+
+    # the topology is the one the run stored (net_nodes), not rebuilt from its scenario
+    from desim.dashboards import data as D
+
+    nodes = D.read_table(str(path), "net_nodes", [ids["network"]])
+    g = D.topology(D.read_table(str(path), "net_links", [ids["network"]]), nodes)
+    assert set(g.nodes) == set(nodes["node"]) and g.number_of_nodes() == 1 + 3 + 12 + 3
+    assert g.nodes["core"]["role"] == "switch" and g.nodes["zone-1"]["role"] == "controller"
+    assert g.nodes["inventory"]["role"] == "service" and g.nodes["robot-1-0"]["role"] == "robot"
+
+
+def test_topology_from_stored_nodes_and_links():
+    import pandas as pd
+
+    from desim.dashboards import data as D
+
+    links = pd.DataFrame({"src": ["core", "zone-0"], "dst": ["zone-0", "core"], "sent": [3, 4],
+                          "mean_delay": [0.002, None], "expected_delay": [0.002, 0.004]})
+    nodes = pd.DataFrame({"node": ["core", "zone-0", "spare"], "role": ["switch", "controller", "service"],
+                          "zone": [None, 0, None]})
+    g = D.topology(links, nodes)
+    assert g.edges["core", "zone-0"]["latency"] == pytest.approx(0.003) and g.edges["core", "zone-0"]["sent"] == 7
+    assert {n: d["role"] for n, d in g.nodes(data=True)} == {"core": "switch", "zone-0": "controller",
+                                                             "spare": "service"}
+    old = D.topology(links)  # a run recorded before desim stored its network: no roles, never a re-parse
+    assert set(old.nodes) == {"core", "zone-0"} and {d["role"] for _, d in old.nodes(data=True)} == {"unknown"}
+    pos = D.layout(g)
+    frame_nodes, frame_edges = D.topology_frames(g, pos, {frozenset(("core", "zone-0")): "cut"})
+    assert len(frame_nodes) == 3 and frame_edges["state"].tolist() == ["cut"]
+
+
+def test_network_page_on_a_run_recorded_before_net_nodes(tmp_path, monkeypatch):
+    from desim.store import Store
+
+    path = tmp_path / "old.duckdb"
+    store = Store(path)
+    with store.run("run", scenario="old-network", seed=1) as run:
+        run.append("net_links", {"src": ["core", "zone-0"], "dst": ["zone-0", "core"], "sent": [2, 2],
+                                 "mean_delay": [0.001, 0.001], "expected_delay": [0.001, 0.001]})
+        run.summary.update(sim_time=10.0)
+    monkeypatch.setenv("DESIM_STORE", str(path))
+    at = app("network")
+    assert [c for c in at.caption if "recorded before desim stored its network" in c.value]
+    assert metric(at, "Links cut at this time") == "0"
 
 
 # --------------------------------------------------------------------------- Convergence
@@ -233,7 +278,7 @@ def test_convergence_reads_a_real_desim_train_run(tmp_path, monkeypatch):
     store = tmp_path / "store.duckdb"
     train(str(Path(APP).parent.parent / "scenarios" / "train-tiny.toml"), "ippo", 1024, device="cpu", seed=0,
           store_path=store, out_dir=tmp_path / "ck", progress=False,
-          train_cfg={"eval_episodes": 1, "episode_steps": 64, "log_every_s": 0.0})
+          train_cfg={"eval_episodes": 1, "episode_steps": 64, "log_every_s": 1e-9})
     monkeypatch.setenv("DESIM_STORE", str(store))
     at = app("convergence")
     assert metric(at, "Training runs") == "1" and metric(at, "Algorithms") == "1"

@@ -21,15 +21,21 @@ t_end = float(s.get("sim_time") or (run.get("config") or {}).get("until") or 1.0
 windows = D.fault_windows(events, s.get("faults"), end=t_end)
 
 
+nodes = C.table("net_nodes", [rid], ver)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
-def _graph(run_id: str, ver: tuple, links: pd.DataFrame, text: str | None):
-    g = D.topology(links, text)
+def _graph(run_id: str, ver: tuple, links: pd.DataFrame, nodes: pd.DataFrame):
+    g = D.topology(links, nodes)
     return g, D.layout(g)
 
 
-g, pos = _graph(rid, ver, links, run.get("scenario_text"))
+g, pos = _graph(rid, ver, links, nodes)
 
 st.subheader("Topology")
+if nodes.empty:
+    st.caption("This run was recorded before desim stored its network: the topology is drawn from its "
+               "links, without node roles.")
 left, right = st.columns([3, 1])
 with right:
     default_t = float(windows["start"].iloc[0]) + 1e-6 if not windows.empty else 0.0
