@@ -26,6 +26,7 @@ import pandas as pd
 import desim.models.warehouse.tables  # noqa: F401  (declarations only: timeseries, contention, paths, events, orders)
 import desim.network.tables  # noqa: F401  (net_nodes, net_links, net_delays, events)
 import desim.policies.tables  # noqa: F401  (train_curves, promotions)
+from desim.store import Store
 
 DEFAULT_STORE = "runs/desim.duckdb"
 TRAIN_METRICS = ("return", "loss", "entropy", "value_error")
@@ -37,9 +38,7 @@ def store_path() -> str:
     return str(Path(os.environ.get("DESIM_STORE") or DEFAULT_STORE).expanduser().resolve())
 
 
-def _store(path: str):
-    from desim.store import Store
-
+def _store(path: str) -> Store:
     return Store(path)
 
 
