@@ -1,8 +1,7 @@
-"""Unit tests of the dashboard's plain functions: the what-if scenario builder, its TOML
-writer, and the data shaping the pages rely on (fault windows, cut edges, bands)."""
+"""Unit tests of the dashboard's plain functions: the what-if scenario editor, its TOML
+file, and the data shaping the pages rely on (fault windows, cut edges, bands)."""
 from __future__ import annotations
 
-import math
 import tomllib
 from pathlib import Path
 
@@ -10,106 +9,158 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+import tomli_w
 
+from desim.app.runner import prepare
 from desim.dashboards import data as D
-from desim.dashboards.whatif import Partition, build_scenario, defaults, describe, dumps_toml, loss_rate
+from desim.dashboards.whatif import (KNOBS, Partition, build_scenario, defaults, describe, edit, read_base,
+                                     recorded_changes, replace, variant_text)
+from desim.scenario import ScenarioError, parse, to_data, validate
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
-def base(name: str = "warehouse-small-event.toml") -> dict:
+def base(name: str = "warehouse-small-event.toml"):
+    return read_base(SCENARIOS / name)
+
+
+def base_data(name: str = "warehouse-small-event.toml") -> dict:
     return tomllib.loads((SCENARIOS / name).read_text())
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.name)
-def test_toml_round_trip(path):
-    data = tomllib.loads(path.read_text())
-    assert tomllib.loads(dumps_toml(data)) == data
+def test_every_scenario_round_trips_through_tomli_w(path):
+    sc = read_base(path)
+    again = parse(tomli_w.dumps(to_data(sc)), str(path), path.parent)
+    assert again.model_dump() == sc.model_dump()
 
 
-def test_toml_writer_handles_odd_values():
-    data = {"name": 'a "quoted"\nname', "x": 1.5e-9, "big": 10**12, "flag": False, "empty": [], "inf": math.inf,
-            "t": {"odd key": 1, "nested": {"deep": [1, 2]}}, "rows": [{"a": 1, "sub": {"b": 2}}, {"a": 2}]}
-    assert tomllib.loads(dumps_toml(data)) == data
+def test_replace_copies_each_section_on_the_dotted_path():
+    b = base()
+    new = replace(b, "links.wireless.delay.mean", 0.25)
+    assert new.links.wireless.delay.mean == 0.25 and new.links.wireless.delay.jitter == 0.015
+    assert b.links.wireless.delay.mean == 0.020  # the base is frozen and untouched
+    assert new.links.default is b.links.default and new.warehouse is b.warehouse  # untouched sections shared
+    two = edit(b, {"warehouse.robots": 5, "warehouse.orders.rate_per_hour": 90.0})
+    assert (two.warehouse.robots, two.warehouse.orders.rate_per_hour, two.warehouse.zones) == (5, 90.0, 2)
+    with pytest.raises(ValueError, match="no field 'robot'"):
+        replace(b, "warehouse.robot", 5)
+    assert set(KNOBS) == {"robots", "order_rate", "brain", "delay_mean", "delay_jitter"}
+    for path in KNOBS.values():  # every knob names a real field of the scenario
+        replace(b, path, 1)
 
 
 def test_defaults_read_the_knobs():
     d = defaults(base())
     assert d["robots"] == 4 and d["zones"] == 2 and d["order_rate"] == 180.0 and d["brain"] == "greedy"
-    assert d["mean_latency"] == 0.020 and d["jitter"] == 0.015
+    assert d["delay_mean"] == 0.020 and d["delay_jitter"] == 0.015
     assert d["loss"] == pytest.approx(0.01 / (0.01 + 0.3))  # Gilbert-Elliott stationary loss
-    assert d["partition"] == Partition(1200.0, 60.0, 1)
+    assert d["partition"] == Partition(1200.0, 60.0, 1) and d["faults"] == 1
 
 
 def test_no_changes_is_the_base_renamed():
     b = base()
     out = build_scenario(b)
-    assert out["name"] == "warehouse-small-event-whatif"
-    assert {k: v for k, v in out.items() if k not in ("name", "description")} == \
-        {k: v for k, v in b.items() if k not in ("name", "description")}
-    assert b["name"] == "warehouse-small-event"  # the base is not modified
+    assert out.name == "warehouse-small-event-whatif"
+    assert out.description == "what-if on warehouse-small-event: no changes"
+    keep = lambda sc: {k: v for k, v in to_data(sc).items() if k not in ("name", "description")}  # noqa: E731
+    assert keep(out) == keep(b)
+    assert b.name == "warehouse-small-event"  # the base is not modified
 
 
 def test_every_knob_lands_in_a_valid_scenario():
-    from desim.app.runner import check_wiring
-    from desim.scenario import parse
-    from desim.models.warehouse.scenario import parse_section
-
-    out = build_scenario(base(), robots=7, order_rate=400.0, mean_latency=0.05, jitter=0.01, loss=0.1,
+    out = build_scenario(base(), robots=7, order_rate=400.0, delay_mean=0.05, delay_jitter=0.01, loss=0.1,
                          partition=Partition(30.0, 45.0, 0), brain="epsilon_greedy", name="custom")
-    sc = parse(dumps_toml(out))
-    g = check_wiring(sc)  # nodes, faults and the warehouse section all check out
-    w = parse_section(sc)
-    assert sc.name == "custom" and w.robots == 7 and w.brain == "epsilon_greedy"
-    assert w.orders.rate_per_hour == 400.0 and w.orders.peaks  # the peak survives
+    w = out.warehouse
+    assert out.name == "custom" and w.robots == 7 and w.brain == "epsilon_greedy"
+    assert w.orders.rate_per_hour == 400.0 and w.orders.peaks and w.orders.max_age == 900.0  # the rest survives
+    wl = out.links.wireless
+    assert wl.delay.mean == 0.05 and wl.delay.jitter == 0.01 and wl.delay.correlation == 0.3
+    assert wl.loss.model == "gilbert_elliott" and wl.loss.r == 0.3  # burstiness kept...
+    assert wl.loss.to_model().rate == pytest.approx(0.1)  # ...at the asked loss rate
+    assert [(f.kind, f.nodes, f.at, f.duration) for f in out.faults] == [("isolate", ["zone-0"], 30.0, 45.0)]
+    assert out.links.default.delay.mean == 0.002  # wired links untouched
+    g = prepare(out).graph  # nodes, faults and the warehouse section all check out
     assert sum(d.get("role") == "robot" for _, d in g.nodes(data=True)) == 7
-    assert sc.links.wireless.delay.mean == 0.05 and sc.links.wireless.delay.jitter == 0.01
-    assert sc.links.wireless.loss.model == "gilbert_elliott"  # burstiness kept...
-    assert sc.links.wireless.loss.to_model().rate == pytest.approx(0.1)  # ...at the asked loss rate
-    assert sc.links.wireless.loss.r == 0.3
-    assert [(f.kind, f.nodes, f.at, f.duration) for f in sc.faults] == [("isolate", ["zone-0"], 30.0, 45.0)]
-    assert sc.links.default.delay.mean == 0.002  # wired links untouched
-    assert "robots=7" in out["description"] and "partition=zone-0@30s+45s" in out["description"]
+    assert "robots = 7" in out.description and "zone-0 cut off at 30 s for 45 s" in out.description
+
+
+def test_variant_file_round_trips_and_records_the_changes(tmp_path):
+    changes = {"robots": 6, "delay_mean": 0.04, "partition": Partition(60.0, 30.0, 1)}
+    out = build_scenario(base(), **changes)
+    text = variant_text(out, changes, SCENARIOS / "warehouse-small-event.toml")
+    assert text.startswith("# written by the desim dashboard's what-if page\n"
+                           "# what-if on warehouse-small-event.toml: robots = 6, delay mean = 40 ms, "
+                           "zone-1 cut off at 60 s for 30 s\n")
+    again = parse(text)
+    assert again.model_dump() == out.model_dump()
+    assert again.warehouse.robots == 6 and again.links.wireless.delay.mean == 0.04
+    assert recorded_changes(text) == changes
+    assert recorded_changes((SCENARIOS / "warehouse-small-event.toml").read_text()) is None
+    assert recorded_changes(variant_text(build_scenario(base()), {})) == {}
+    assert tomllib.loads(text)["warehouse"]["robots"] == 6  # plain TOML, comments aside
 
 
 def test_loss_without_a_bursty_model_is_bernoulli_and_zero_is_none():
-    b = base()
-    b["links"]["wireless"]["loss"] = {"model": "bernoulli", "p": 0.2}
-    assert build_scenario(b, loss=0.05)["links"]["wireless"]["loss"] == {"model": "bernoulli", "p": 0.05}
-    assert build_scenario(b, loss=0.0)["links"]["wireless"]["loss"] == {"model": "none"}
-    assert loss_rate({"model": "none"}) == 0.0
+    d = base_data()
+    d["links"]["wireless"]["loss"] = {"model": "bernoulli", "p": 0.2}
+    b = validate(d)
+    five = build_scenario(b, loss=0.05).links.wireless.loss
+    assert (five.model, five.p) == ("bernoulli", 0.05)
+    assert build_scenario(b, loss=0.0).links.wireless.loss.model == "none"
+    assert build_scenario(base(), loss=0.0).links.wireless.loss.to_model().rate == 0.0
 
 
-def test_latency_on_a_base_without_wireless_copies_the_default_link():
-    b = base()
-    del b["links"]["wireless"]
-    out = build_scenario(b, mean_latency=0.1)
-    assert out["links"]["wireless"]["delay"]["mean"] == 0.1
-    assert out["links"]["wireless"]["bandwidth"] == b["links"]["default"]["bandwidth"]
+def test_delay_on_a_base_without_wireless_copies_the_default_link():
+    d = base_data()
+    del d["links"]["wireless"]
+    b = validate(d)
+    out = build_scenario(b, delay_mean=0.1)
+    assert out.links.wireless.delay.mean == 0.1 and out.links.wireless.delay.jitter == 0.0005
+    assert out.links.wireless.bandwidth == b.links.default.bandwidth == 1e9
+    assert b.links.wireless is None
+
+
+def test_order_rate_on_a_base_without_orders_creates_them():
+    d = base_data()
+    del d["warehouse"]["orders"]
+    out = build_scenario(validate(d), order_rate=60.0)
+    assert out.warehouse.orders.rate_per_hour == 60.0 and out.warehouse.orders.peaks == []
 
 
 def test_describe_changes_in_words():
-    assert describe({"robots": 6, "mean_latency": 0.05, "loss": 0.1, "partition": Partition(60, 30, 1)}) == \
-        "robots = 6, mean latency = 50 ms, loss = 10 %, zone-1 cut off at 60 s for 30 s"
-    assert describe({"partition": "none", "order_rate": 300.0}) == "no faults, orders = 300/h"
+    assert describe({"robots": 6, "delay_mean": 0.05, "loss": 0.1, "partition": Partition(60, 30, 1)}) == \
+        "robots = 6, delay mean = 50 ms, loss = 10 %, zone-1 cut off at 60 s for 30 s"
+    assert describe({"partition": "none", "order_rate": 300.0, "delay_jitter": 0.002}) == \
+        "no faults, orders = 300/h, delay jitter = 2 ms"
 
 
 def test_partition_none_removes_faults():
-    assert build_scenario(base(), partition="none")["faults"] == []
+    assert build_scenario(base(), partition="none").faults == []
 
 
 @pytest.mark.parametrize("kw,msg", [
-    ({"robots": 1}, "at least the number of zones"),
+    ({"robots": 1}, "<what-if>: warehouse: zones \\(2\\) must not exceed robots \\(1\\)"),
+    ({"robots": 10_000}, "warehouse.robots: 10000 robots do not fit"),
     ({"partition": Partition(10, 5, 2)}, "does not exist"),
-    ({"partition": Partition(10, 0, 0)}, "duration > 0"),
+    ({"partition": Partition(10, 0, 0)}, "faults\\[0\\].duration: Input should be greater than 0"),
+    ({"partition": Partition(-1, 5, 0)}, "faults\\[0\\].at: Input should be greater than or equal to 0"),
     ({"brain": "telepathy"}, "brain must be one of"),
     ({"loss": 1.0}, "loss must be in"),
-    ({"order_rate": 0}, "order_rate must be > 0"),
-    ({"mean_latency": -1}, "mean_latency must be >= 0"),
+    ({"order_rate": 0}, "warehouse.orders.rate_per_hour: Input should be greater than 0"),
+    ({"delay_mean": -1}, "links.wireless.delay.mean: Input should be greater than or equal to 0"),
+    ({"delay_jitter": -0.1}, "links.wireless.delay.jitter: Input should be greater than or equal to 0"),
 ])
-def test_bad_knobs_are_refused(kw, msg):
-    with pytest.raises(ValueError, match=msg):
+def test_bad_knobs_are_one_line_errors(kw, msg):
+    with pytest.raises(ValueError, match=msg) as e:
         build_scenario(base(), **kw)
+    assert "\n" not in str(e.value)
+
+
+def test_scenario_rejections_are_scenario_errors():
+    with pytest.raises(ScenarioError) as e:
+        build_scenario(base(), order_rate=-5.0)
+    assert e.value.field == "warehouse.orders.rate_per_hour"
 
 
 def test_network_only_scenario_refuses_warehouse_knobs():
@@ -154,20 +205,6 @@ def test_edge_states_per_fault_kind():
     spike = D.edge_states(g, f(("latency_spike", "all"), ("isolate", "robot-0-0")))
     assert spike[frozenset(("zone-0", "robot-0-0"))] == "cut"  # cut wins over degraded
     assert sum(v == "degraded" for v in spike.values()) == 3
-
-
-def test_topology_from_links_and_scenario():
-    links = pd.DataFrame({"src": ["core", "zone-0"], "dst": ["zone-0", "core"], "sent": [3, 4],
-                          "mean_delay": [0.002, None], "expected_delay": [0.002, 0.004]})
-    g = D.topology(links)
-    assert g.edges["core", "zone-0"]["latency"] == pytest.approx(0.003) and g.edges["core", "zone-0"]["sent"] == 7
-    assert g.nodes["core"]["role"] == "switch" and g.nodes["zone-0"]["role"] == "controller"
-    g2 = D.topology(links, (SCENARIOS / "network-partition.toml").read_text())
-    assert g2.number_of_nodes() == 1 + 3 + 12 + 3 and g2.nodes["inventory"]["role"] == "service"
-    pos = D.layout(g2)
-    nodes, edges = D.topology_frames(g2, pos, {frozenset(("core", "zone-0")): "cut"})
-    assert len(nodes) == 19 and len(edges) == g2.number_of_edges()
-    assert edges.loc[(edges.u.isin(["core", "zone-0"])) & (edges.v.isin(["core", "zone-0"])), "state"].item() == "cut"
 
 
 def test_curve_bands_mean_and_band_across_seeds():

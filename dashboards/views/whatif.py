@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -25,9 +24,13 @@ if not bases:
 small = [i for i, p in enumerate(bases) if p.name == "warehouse-small-event.toml"]
 base_path = st.selectbox("Base scenario", bases, index=small[0] if small else 0, format_func=lambda p: p.name,
                          key="whatif_base")
-base = tomllib.loads(Path(base_path).read_text())
+try:
+    base = W.read_base(base_path)
+except ValueError as e:  # a broken base file: one line, not a traceback
+    st.error(str(e))
+    st.stop()
 dflt = W.defaults(base)
-st.caption(base.get("description", ""))
+st.caption(base.description)
 
 k = f"whatif_{Path(base_path).stem}_"  # widgets per base scenario, so each starts at its own values
 c1, c2, c3 = st.columns(3)
@@ -40,8 +43,10 @@ with c1:
                          key=k + "brain")
 with c2:
     st.markdown("**Wireless hop (robot ↔ zone controller)**")
-    latency = st.slider("Mean latency (ms)", 0.0, 500.0, round(dflt["mean_latency"] * 1e3, 1), step=0.5, key=k + "lat")
-    jitter = st.slider("Jitter (ms)", 0.0, 200.0, round(dflt["jitter"] * 1e3, 1), step=0.5, key=k + "jit")
+    delay_mean = st.slider("Delay mean (ms)", 0.0, 500.0, round(dflt["delay_mean"] * 1e3, 1), step=0.5,
+                           key=k + "delay_mean", help="links.wireless.delay.mean")
+    delay_jitter = st.slider("Delay jitter (ms)", 0.0, 200.0, round(dflt["delay_jitter"] * 1e3, 1), step=0.5,
+                             key=k + "delay_jitter", help="links.wireless.delay.jitter")
     loss = st.slider("Loss (%)", 0.0, 50.0, round(dflt["loss"] * 100, 1), step=0.1, key=k + "loss",
                      help="long-run loss rate; a bursty (Gilbert-Elliott) link keeps its burst length")
 with c3:
@@ -57,12 +62,12 @@ with c3:
                             key=k + "pdur", disabled=where not in zones)
     st.markdown("**Run**")
     r1, r2 = st.columns(2)
-    longest = float(base.get("until", 3600.0))
+    longest = float(base.until)
     # long enough to see the base's partition and some of its aftermath
     part_end = (base_part.start + base_part.duration) if base_part else 0.0
     default_until = float(min(longest, max(600.0, math.ceil((part_end + 120) / 300) * 300)))
     until = r1.number_input("Simulated s", 30.0, longest, default_until, step=60.0, key=k + "until")
-    seed = int(r2.number_input("Seed", 0, 2**31 - 1, int(base.get("seed", 1)), key="whatif_seed"))
+    seed = int(r2.number_input("Seed", 0, 2**31 - 1, int(base.seed), key="whatif_seed"))
 
 changes: dict = {}
 if robots != dflt["robots"]:
@@ -71,10 +76,10 @@ if abs(order_rate - dflt["order_rate"]) > 1e-9:
     changes["order_rate"] = float(order_rate)
 if brain != dflt["brain"]:
     changes["brain"] = brain
-if abs(latency / 1e3 - dflt["mean_latency"]) > 1e-9:
-    changes["mean_latency"] = latency / 1e3
-if abs(jitter / 1e3 - dflt["jitter"]) > 1e-9:
-    changes["jitter"] = jitter / 1e3
+if abs(delay_mean / 1e3 - dflt["delay_mean"]) > 1e-9:
+    changes["delay_mean"] = delay_mean / 1e3
+if abs(delay_jitter / 1e3 - dflt["delay_jitter"]) > 1e-9:
+    changes["delay_jitter"] = delay_jitter / 1e3
 if abs(loss / 100 - round(dflt["loss"] * 100, 1) / 100) > 1e-9:
     changes["loss"] = loss / 100
 if where == "no faults":
