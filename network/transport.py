@@ -1,9 +1,7 @@
 """The network: carries messages hop by hop over a topology of links."""
 from __future__ import annotations
 
-import heapq
 import itertools
-import math
 from collections import Counter
 from dataclasses import replace
 
@@ -37,7 +35,13 @@ class Network:
             spec = data.get("link") or default_link
             for a, b in ((u, v), (v, u)):
                 self.links[a, b] = Link(a, b, spec, sim.rng.stream(f"link:{a}->{b}"), record_delays)
-        self._adj = {n: sorted(graph.neighbors(n)) for n in graph.nodes}
+        # Routing runs Dijkstra from a destination over this graph: each node's
+        # neighbours in sorted order, so equal-cost routes break ties the same
+        # whatever order the user's topology was built in.
+        self._routing = nx.DiGraph()
+        self._routing.add_nodes_from(sorted(graph.nodes))
+        for n in sorted(graph.nodes):
+            self._routing.add_edges_from((n, m) for m in sorted(graph.neighbors(n)))
         self.retry_interval, self.retry_budget = retry_interval, retry_budget
         self.jitter_enabled, self.jitter_alpha = jitter_buffer, jitter_alpha
         self.jitter: dict[tuple[str, str], JitterBuffer] = {}
@@ -142,30 +146,24 @@ class Network:
         return table.get(node)
 
     def _routes_to(self, dst: str) -> dict[str, str]:
-        """Dijkstra from ``dst`` over uncut links, weighted by expected latency:
-        for every node, its next hop towards ``dst``."""
-        cut, links, adj = self.cut, self.links, self._adj
-        best = {dst: 0.0}
-        nxt: dict[str, str] = {}
-        heap = [(0.0, 0, dst)]
-        tie = 1
-        done = set()
-        while heap:
-            d, _t, v = heapq.heappop(heap)
-            if v in done:
-                continue
-            done.add(v)
-            for u in adj[v]:
-                if u in done or (cut and frozenset((u, v)) in cut):
-                    continue
-                # a tiny per-hop cost breaks ties toward fewer hops
-                nd = d + links[u, v].expected_latency + 1e-9
-                if nd < best.get(u, math.inf):
-                    best[u] = nd
-                    nxt[u] = v
-                    heapq.heappush(heap, (nd, tie, u))
-                    tie += 1
-        return nxt
+        """For every node that can reach ``dst`` over uncut links, its next hop on
+        the lowest-expected-latency path: one Dijkstra from ``dst`` (networkx).
+
+        Reproduces the hand-written Dijkstra this replaced, tie for tie: the
+        routing graph lists each node's neighbours in sorted order (the order
+        networkx relaxes them), networkx settles equal distances first-pushed
+        first and keeps the first predecessor that reached a node's best
+        distance, and :class:`_HopCost` adds a hop's cost to a distance in the
+        same floating-point order as before."""
+        cut, links = self.cut, self.links
+
+        def weight(v, u, _data):  # relaxing u -> v, with v already settled
+            if cut and frozenset((u, v)) in cut:
+                return None  # networkx skips the link
+            return _HopCost(links[u, v].expected_latency)
+
+        pred, _dist = nx.dijkstra_predecessor_and_distance(self._routing, dst, weight=weight)
+        return {u: vs[0] for u, vs in pred.items() if vs}
 
     def path(self, src: str, dst: str) -> list[str] | None:
         out, node = [src], src
@@ -228,6 +226,25 @@ class Network:
         return {"streams": len(bufs), "released": released, "late": sum(b.late for b in bufs),
                 "duplicates": sum(b.duplicates for b in bufs),
                 "mean_added_delay": sum(b.added_delay for b in bufs) / released if released else 0.0}
+
+
+class _HopCost:
+    """A hop's routing cost, its link's expected latency plus a tiny per-hop
+    cost that breaks ties toward fewer hops. Added to a path's distance ``d`` it
+    gives ``(d + latency) + 1e-9``, rounded in that order, so route choices and
+    ties (and hence traces) match the routing this replaced bit for bit; a
+    plain float ``latency + 1e-9`` would round ``d + (latency + 1e-9)`` and can
+    flip near-ties between routes that mix fast and slow links."""
+
+    __slots__ = ("latency",)
+
+    def __init__(self, latency: float):
+        self.latency = latency
+
+    def __radd__(self, d: float) -> float:
+        return d + self.latency + 1e-9
+
+    __add__ = __radd__
 
 
 def _describe(f: Fault) -> str:
