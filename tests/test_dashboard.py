@@ -319,7 +319,7 @@ def test_whatif_runs_in_background_and_compares(store):
     runs = Store(path).list_runs()
     assert len(runs) == before + 2  # the baseline and the what-if
     new = Store(path).get_run(job.run_id)
-    assert new["config"]["overrides"] == {"robots": 6}
+    assert W.recorded_changes(new["scenario_text"]) == {"robots": 6} and new["config"]["brain"] is None
     assert new["summary"]["robots"] == 6 and new["status"] == "complete"
     assert new["scenario"] == "warehouse-small-event-whatif"
     base = Store(path).get_run(job.baseline_id)

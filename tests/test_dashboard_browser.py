@@ -234,7 +234,9 @@ def test_whatif_runs_and_compares(server, browser, shots):
     assert "throughput / h" in m and "latency p95 (s)" in m and "deadlocks" in m
     runs = Store(server["store"]).list_runs()
     assert len(runs) == before + 2  # the baseline and the what-if
-    assert runs[0]["config"]["overrides"] == {"robots": 6} and runs[0]["config"]["until"] == 1500
+    from desim.dashboards.whatif import recorded_changes
+
+    assert recorded_changes(runs[0]["scenario_text"]) == {"robots": 6} and runs[0]["config"]["until"] == 1500
     shot(browser, shots, "what-if")
 
 
