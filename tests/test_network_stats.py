@@ -41,7 +41,7 @@ def test_correlated_delays_keep_marginal_and_are_correlated(dist):
     assert lag1 > 0.3 * dist.correlation
     thinned = x[::40]  # rho**40 is negligible: nearly independent draws of the marginal
     assert stats.kstest(thinned, dist.frozen().cdf).pvalue > 0.01
-    uncorrelated = DelaySampler(DelayDist(dist.dist, dist.delay, dist.jitter, alpha=dist.alpha), np.random.default_rng(7))
+    uncorrelated = DelaySampler(DelayDist(dist.dist, dist.mean, dist.jitter, alpha=dist.alpha), np.random.default_rng(7))
     y = np.array([uncorrelated.next() for _ in range(60_000)])
     assert abs(np.corrcoef(y[:-1], y[1:])[0, 1]) < 0.02
 
