@@ -26,7 +26,7 @@ import networkx as nx
 
 from desim.network.config import attach, build_graph, check_graph, check_wiring, start_traffic
 from desim.network.flows import Flow
-from desim.policies.spec import make_brain
+from desim.policies.spec import check_brain, make_brain
 from desim.registry import ModelSpec, models
 from desim.rng import RngStreams
 from desim.scenario import ScenarioBase, ScenarioError
@@ -71,6 +71,11 @@ def prepare(sc: ScenarioBase, file: str = "<scenario>") -> Plan:
     flows = check_wiring(sc, g, file)
     prepared = spec.check(sc, g, file) if spec is not None and spec.check is not None else None
     plan = Plan(sc, file, g, flows, spec, prepared)
+    if plan.brain_spec is not None:
+        try:
+            check_brain(plan.brain_spec)  # the spec only; the brain is built once, per run
+        except ValueError as e:
+            raise ScenarioError(file, f"{spec.section}.{spec.brain_field}", str(e)) from None
     sc._plan = (id(sc), plan)  # remembered by this object only (a model_copy is a new scenario)
     return plan
 
