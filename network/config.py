@@ -22,8 +22,6 @@ from desim.network.faults import Fault, schedule
 from desim.network.flows import Flow
 from desim.network.link import LinkSpec
 from desim.network.loss import LossModel
-from desim.network.traffic import Node
-from desim.network.transport import Network
 from desim.scenario import PathField, ScenarioError, Section
 
 
@@ -235,6 +233,7 @@ def attach(sim, sc, g: nx.Graph, *, record_delays: bool = False) -> Network:
     """Wire the scenario's network onto ``sim``: link specs on the graph's edges, the transport, the faults.
 
     ``g`` is modified (its edges get their ``link`` specs); pass a copy to keep one."""
+    from desim.network.transport import Network  # lazy: SciPy and Mesa cost ~1 s that `desim validate` skips
     for o in sc.links.override:
         g.edges[o.between]["link"] = o.to_spec()
     if sc.links.wireless is not None:
@@ -251,6 +250,7 @@ def attach(sim, sc, g: nx.Graph, *, record_delays: bool = False) -> Network:
 
 def start_traffic(sim, g: nx.Graph, flows: list[Flow]) -> None:
     """The network-only workload: one traffic node per talking node of the graph."""
+    from desim.network.traffic import Node  # lazy: Mesa's agents, needed only to run
     for n, d in sorted(g.nodes(data=True)):
         if d.get("role") != "switch":
             Node(sim, n, d["role"], flows)

@@ -30,7 +30,6 @@ from desim.policies.spec import check_brain, make_brain
 from desim.registry import ModelSpec, models
 from desim.rng import RngStreams
 from desim.scenario import ScenarioBase, ScenarioError
-from desim.sim import Simulation
 
 
 @dataclass
@@ -105,7 +104,7 @@ class World:
 
     plan: Plan
     seed: int
-    sim: Simulation
+    sim: Any  # desim.sim.Simulation
     network: Any
     model: Any = None
     brain: Any = None
@@ -115,6 +114,8 @@ class World:
 def build(sc: ScenarioBase | Plan, seed: int, *, file: str = "<scenario>", keep_trace: bool = False,
           record_delays: bool = False, brain: Any = None) -> World:
     """Wire a scenario into a fresh simulation without running it."""
+    from desim.sim import Simulation  # lazy: Mesa costs ~1 s that `desim validate` skips
+
     plan = sc if isinstance(sc, Plan) else prepare(sc, file)
     b = resolve_brain(plan, seed, brain)
     sim = Simulation(seed, keep_trace=keep_trace)

@@ -14,7 +14,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from desim.models.warehouse.layout import Layout
-from desim.models.warehouse.model import WarehouseModel
 from desim.network import topology as T
 from desim.registry import ModelSpec, SectionSpec, models, sections
 from desim.scenario import PathField, ScenarioError, Section
@@ -109,8 +108,9 @@ def check(sc, graph, file: str = "<scenario>") -> Layout:
     return layout
 
 
-def build(sim, net, sc, layout: Layout, brain) -> WarehouseModel:
+def build(sim, net, sc, layout: Layout, brain):
     """The warehouse model on a fresh simulation; ``brain`` decides for every robot (None: an ``external`` hook will)."""
+    from desim.models.warehouse.model import WarehouseModel  # lazy: Mesa costs ~1 s that `desim validate` skips
     return WarehouseModel(sim, net, sc.warehouse, layout, brain=brain)
 
 
