@@ -18,7 +18,7 @@ def test_step_one_matches_step(size, n, reward):
         act = int(rng.choice(5, p=[0.05, 0.55, 0.15, 0.15, 0.10]))
         joint = np.zeros(n, dtype=np.int64)
         joint[i] = act
-        cell0 = int(a._cell[i])
+        cell0 = int(a.cells[i])
         ra, ia = a.step(joint)
         rb, ib = b.step_one(i, act)
         assert np.array_equal(ra, rb) and ia == ib
@@ -28,7 +28,7 @@ def test_step_one_matches_step(size, n, reward):
         assert np.array_equal(a.blocked_moves, b.blocked_moves)
         assert np.array_equal(a.collisions, b.collisions)
         b.rng.bit_generator.state = a.rng.bit_generator.state
-        checked["moves"] += int(a._cell[i] != cell0)
+        checked["moves"] += int(a.cells[i] != cell0)
         checked["deliveries"] += ia["delivered"]
         checked["toggles"] += act == 4
     checked["collisions"] = int(a.collisions.sum())

@@ -60,7 +60,7 @@ import numpy as np
 
 from desim.models.warehouse.layout import Layout
 
-__all__ = ["Action", "Direction", "Floor", "REWARD_TYPES"]
+__all__ = ["Action", "Direction", "Floor", "REWARD_TYPES", "TURN"]
 
 
 class Action(IntEnum):
@@ -95,6 +95,18 @@ _TURN = np.array(
     ],
     dtype=np.int64,
 )
+_TURN.flags.writeable = False
+# Action codes as plain ints for the hot paths (an enum member lookup and an
+# array == IntEnum comparison cost several times an int's)
+_FORWARD, _LEFT, _RIGHT, _TOGGLE_LOAD = int(Action.FORWARD), int(Action.LEFT), int(Action.RIGHT), int(Action.TOGGLE_LOAD)
+TURN = _TURN  # public name: ``TURN[action, direction] -> new direction`` (read-only)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: it follows ``a``'s values, but cannot write them."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _reward_type(rt: Any) -> str:
@@ -114,6 +126,17 @@ class Floor:
     no limit). ``rng`` (a ``numpy.random.Generator``, or a seed) is the only
     randomness used: reset spawns and request-queue replacements.
     Call :meth:`reset` (or :meth:`load_state`) before :meth:`step`.
+
+    Reading the state: :attr:`cells`, :attr:`headings`, :attr:`cargo`,
+    :attr:`shelf_cells`, :attr:`requests`, :attr:`requested`, :attr:`occupancy`
+    (and the static :attr:`neighbours`, :attr:`highway`, :attr:`goal_cells`,
+    :attr:`shelf_homes`, the counters :attr:`blocked_per_cell`,
+    :attr:`collisions_per_cell`) are live read-only views of the floor's own
+    arrays, free to read in hot loops; copy one to keep its value. The older
+    :attr:`positions`, :attr:`directions`, :attr:`carrying`,
+    :attr:`request_queue` and :meth:`state_dict` return copies. Only the
+    floor writes its state: :meth:`step`, :meth:`step_one`,
+    :meth:`set_request`, :meth:`reset`, :meth:`load_state`.
     """
 
     def __init__(
@@ -174,6 +197,13 @@ class Floor:
         self._scratch = np.zeros(nc, dtype=np.int64)
         self._blocked = np.zeros(nc, dtype=np.int64)
         self._collisions = np.zeros(nc, dtype=np.int64)
+        # read-only views, made once (an array's view follows it: no copy per read)
+        self._ro_highway = _readonly(self._highway)
+        self._ro_goal_cells = _readonly(self._goal_cells)
+        self._ro_shelf_home = _readonly(self._shelf_home)
+        self._ro_nbr = _readonly(self._nbr)
+        self._ro_blocked = _readonly(self._blocked)
+        self._ro_collisions = _readonly(self._collisions)
         # Event tempo: orders decide what replaces a delivered request
         # (``request_source(shelf, robot) -> new shelf or -1`` for an empty slot).
         self.request_source = None
@@ -192,6 +222,14 @@ class Floor:
         self._in_queue = np.zeros(self.n_shelves, dtype=bool)
         self._agent_grid = np.full(nc, n, dtype=np.int64)  # robot index, n = empty
         self._shelf_grid = np.zeros(nc, dtype=np.int64)  # shelf index + 1, 0 = empty
+        # the state arrays are only ever written in place from here on, so these views stay live
+        self._ro_cell = _readonly(self._cell)
+        self._ro_dir = _readonly(self._dir)
+        self._ro_carry = _readonly(self._carry)
+        self._ro_shelf_cell = _readonly(self._shelf_cell)
+        self._ro_queue = _readonly(self._queue)
+        self._ro_in_queue = _readonly(self._in_queue)
+        self._ro_agent_grid = _readonly(self._agent_grid)
         self._steps = 0
         self._inactive = 0
         self.deliveries = 0
@@ -332,8 +370,77 @@ class Floor:
     @property
     def collisions(self) -> np.ndarray:
         """``(height, width)`` counts, at the robot's cell, of ``FORWARD`` moves
-        into a free-of-walls cell that another robot kept it from (a view)."""
-        return self._collisions.reshape(self.height, self.width)
+        into a free-of-walls cell that another robot kept it from (a read-only view)."""
+        return self._ro_collisions.reshape(self.height, self.width)
+
+    # --------------------------------------------- live read-only views (no copies)
+    # Each is a read-only numpy view of the floor's own array: it changes as the
+    # floor steps (copy it to keep a value) and raises on any write. Flat cells
+    # are ``y * width + x``. Made once per reset / load_state, so reading one is free.
+    @property
+    def cells(self) -> np.ndarray:
+        """``(n_agents,)`` flat cell of each robot."""
+        return self._ro_cell
+
+    @property
+    def headings(self) -> np.ndarray:
+        """``(n_agents,)`` :class:`Direction` of each robot."""
+        return self._ro_dir
+
+    @property
+    def cargo(self) -> np.ndarray:
+        """``(n_agents,)`` shelf id carried by each robot, -1 for none (:attr:`carrying` is a copy)."""
+        return self._ro_carry
+
+    @property
+    def shelf_cells(self) -> np.ndarray:
+        """``(n_shelves,)`` flat cell of each shelf."""
+        return self._ro_shelf_cell
+
+    @property
+    def requests(self) -> np.ndarray:
+        """``(request_queue_size,)`` requested shelf id per slot, -1 for an empty slot."""
+        return self._ro_queue
+
+    @property
+    def requested(self) -> np.ndarray:
+        """``(n_shelves,)`` bool: is the shelf in the request queue."""
+        return self._ro_in_queue
+
+    @property
+    def occupancy(self) -> np.ndarray:
+        """``(cells,)`` index of the robot on each cell, ``n_agents`` where none."""
+        return self._ro_agent_grid
+
+    @property
+    def neighbours(self) -> np.ndarray:
+        """``(cells, 4)`` the cell ahead in each :class:`Direction` (the cell itself at a wall)."""
+        return self._ro_nbr
+
+    @property
+    def highway(self) -> np.ndarray:
+        """``(cells,)`` bool: highway cells (no shelf may be put down there)."""
+        return self._ro_highway
+
+    @property
+    def goal_cells(self) -> np.ndarray:
+        """``(goals,)`` flat cells of the goals, in layout order."""
+        return self._ro_goal_cells
+
+    @property
+    def shelf_homes(self) -> np.ndarray:
+        """``(n_shelves,)`` flat cell each shelf starts on."""
+        return self._ro_shelf_home
+
+    @property
+    def blocked_per_cell(self) -> np.ndarray:
+        """``(cells,)`` flat :attr:`blocked_moves`."""
+        return self._ro_blocked
+
+    @property
+    def collisions_per_cell(self) -> np.ndarray:
+        """``(cells,)`` flat :attr:`collisions`."""
+        return self._ro_collisions
 
     # ----------------------------------------------------- request slots (orders)
     def set_request(self, slot: int, shelf: int) -> None:
@@ -352,8 +459,8 @@ class Floor:
 
     @property
     def blocked_moves(self) -> np.ndarray:
-        """``(height, width)`` counts of blocked ``FORWARD`` actions (a view)."""
-        return self._blocked.reshape(self.height, self.width)
+        """``(height, width)`` counts of blocked ``FORWARD`` actions (a read-only view)."""
+        return self._ro_blocked.reshape(self.height, self.width)
 
     def local_view(self, agent: int, radius: int = 1, directional: bool = False) -> np.ndarray:
         """``(5, 2r+1, 2r+1)`` float32 window around a robot, zero-padded, with
@@ -398,7 +505,7 @@ class Floor:
         carry = self._carry
         rewards = np.zeros(n, dtype=np.float32)
 
-        fwd = a == 1
+        fwd = a == _FORWARD
         tcell = np.where(fwd, self._nbr[cell, d], cell)
         moving = tcell != cell
         loaded = carry >= 0
@@ -418,9 +525,9 @@ class Floor:
         if n_blocked:
             np.add.at(self._blocked, cell[blocked], 1)
 
-        self._dir = _TURN[a, d]
+        d[:] = _TURN[a, d]  # in place: the read-only views keep following the state
 
-        tog = a == 4
+        tog = a == _TOGGLE_LOAD
         if tog.any():
             ti = np.flatnonzero(tog)
             ld = loaded[ti]
@@ -455,19 +562,7 @@ class Floor:
                 sg[new[c]] = sids + 1
                 self._shelf_cell[sids] = new[c]
 
-        delivered = 0
-        gs = self._shelf_grid[self._goal_cells]
-        if gs.any():
-            delivered = self._deliver(rewards)
-
-        self.deliveries += delivered
-        self._steps += 1
-        self._inactive = 0 if delivered else self._inactive + 1
-        self.done = bool(
-            (self.max_inactivity_steps and self._inactive >= self.max_inactivity_steps)
-            or (self.max_steps and self._steps >= self.max_steps)
-        )
-        return rewards, {"delivered": delivered, "blocked": n_blocked, "done": self.done}
+        return self._end_step(rewards, n_blocked)
 
     def step_one(self, i: int, action: int) -> tuple[np.ndarray, dict[str, Any]]:
         """``step`` where only robot ``i`` acts and every other robot does NOOP,
@@ -483,7 +578,7 @@ class Floor:
         d = int(self._dir[i])
         carry = int(self._carry[i])
         n_blocked = 0
-        if action == 1:
+        if action == _FORWARD:
             t = int(self._nbr[cell, d])
             moved = False
             if t != cell:
@@ -507,9 +602,9 @@ class Floor:
             else:
                 self._blocked[cell] += 1
                 n_blocked = 1
-        elif action in (2, 3):
+        elif action == _LEFT or action == _RIGHT:
             self._dir[i] = _TURN[action, d]
-        elif action == 4:
+        elif action == _TOGGLE_LOAD:
             if carry < 0:
                 s = int(self._shelf_grid[cell])
                 if s > 0:
@@ -519,6 +614,10 @@ class Floor:
                     rewards[i] += 0.5
                 self._has_delivered[i] = False
                 self._carry[i] = -1
+        return self._end_step(rewards, n_blocked)
+
+    def _end_step(self, rewards: np.ndarray, n_blocked: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The tail both steps share: deliveries (rewards, request refill), counters, ``info``."""
         delivered = 0
         if self._shelf_grid[self._goal_cells].any():
             delivered = self._deliver(rewards)
