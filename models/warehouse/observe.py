@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from desim.models.warehouse.floor import TURN
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class FloorStatic:
@@ -26,10 +28,8 @@ class FloorStatic:
 
     @classmethod
     def of(cls, floor) -> "FloorStatic":
-        from desim.models.warehouse.floor import _TURN
-
-        return cls(floor.width, floor.height, floor._highway.copy(), floor._goal_cells.copy(),
-                   floor._shelf_home.copy(), floor._nbr.copy(), _TURN)
+        return cls(floor.width, floor.height, floor.highway.copy(), floor.goal_cells.copy(),
+                   floor.shelf_homes.copy(), floor.neighbours.copy(), TURN)
 
     @property
     def n_cells(self) -> int:
@@ -49,8 +49,8 @@ class FloorView:
 
     @classmethod
     def of(cls, floor, t: float, static: FloorStatic) -> "FloorView":
-        return cls(t, static, floor._cell.copy(), floor._dir.copy(), floor._carry.copy(), floor._shelf_cell.copy(),
-                   floor._queue.copy(), floor._agent_grid.copy())
+        return cls(t, static, floor.cells.copy(), floor.headings.copy(), floor.cargo.copy(), floor.shelf_cells.copy(),
+                   floor.requests.copy(), floor.occupancy.copy())
 
     @property
     def n_robots(self) -> int:
@@ -64,3 +64,27 @@ class RobotObs:
     agent: int
     view: FloorView
     task: int = -1
+
+
+class Views:
+    """The floor's current :class:`FloorView`, rebuilt only after the floor changed.
+
+    Whoever changes the floor calls :meth:`touch`; :meth:`view` then takes one
+    new snapshot, which every observation until the next change shares.
+    """
+
+    def __init__(self, floor, sim) -> None:
+        self.floor, self.sim = floor, sim
+        self.static = FloorStatic.of(floor)
+        self.version = 0  # bumped on every change of the floor
+        self._view: FloorView | None = None
+        self._view_version = -1
+
+    def touch(self) -> None:
+        self.version += 1
+
+    def view(self) -> FloorView:
+        if self._view_version != self.version:
+            self._view = FloorView.of(self.floor, self.sim.now, self.static)
+            self._view_version = self.version
+        return self._view

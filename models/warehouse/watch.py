@@ -1,0 +1,86 @@
+"""Deadlocks and stuck robots: who waits for whom, and who has not progressed."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from desim.models.warehouse.floor import Action
+
+FORWARD = int(Action.FORWARD)  # a plain int: an array == IntEnum comparison is slow
+
+
+class Watcher:
+    """Counts deadlocks (``deadlocks``: ``wait_for_cycle`` and ``stuck``) and logs them in ``events``.
+
+    - wait-for cycles: a robot whose ``FORWARD`` was blocked by another robot
+      waits for it; a new cycle in that graph is one deadlock (counted once
+      while it lasts).
+    - stuck robots: a busy robot (a task or a load) that has not moved, turned
+      or toggled for ``stuck_after`` seconds, counted once until it progresses.
+    """
+
+    def __init__(self, sim, floor, robots, events: list, stuck_after: float) -> None:
+        n = floor.n_agents
+        self.sim, self.floor, self.robots, self.events = sim, floor, robots, events
+        self.n = n
+        self.stuck_after = stuck_after
+        self.deadlocks = {"wait_for_cycle": 0, "stuck": 0}
+        self.last_progress = np.zeros(n)  # time each robot last changed cell, heading or load
+        self._stuck = np.zeros(n, dtype=bool)
+        self._waits = np.full(n, -1, dtype=np.int64)  # robot each robot waits for, -1: none
+        self._cycles: set[frozenset] = set()
+
+    # -- progress (called by the resolution) --------------------------------
+    def progressed(self, changed: np.ndarray, now: float) -> None:
+        """Robots in mask ``changed`` changed cell, heading or load at ``now``."""
+        self.last_progress[changed] = now
+        self._stuck[changed] = False
+
+    def progressed_one(self, i: int, now: float) -> None:
+        """:meth:`progressed` for robot ``i`` alone: it waits for nobody any more."""
+        self.last_progress[i] = now
+        self._stuck[i] = False
+        self._waits[i] = -1
+        if self._cycles:
+            self._cycles = {cyc for cyc in self._cycles if i not in cyc}
+
+    def wait_for(self, actions: np.ndarray, cell0: np.ndarray, dir0: np.ndarray, changed: np.ndarray) -> None:
+        """Track who waits for whom after a resolution; a new cycle in that graph is a deadlock.
+
+        ``cell0``/``dir0``: cells and headings before it, ``changed``: who progressed."""
+        f = self.floor
+        n = self.n
+        self._waits[changed] = -1
+        tgt = f.neighbours[cell0, dir0]
+        blocked = (actions == FORWARD) & ~changed & (tgt != cell0)
+        if not blocked.any():
+            return
+        occ = f.occupancy[tgt[blocked]]
+        idx = np.flatnonzero(blocked)
+        self._waits[idx] = np.where(occ < n, occ, -1)
+        cycles = set()
+        waits = self._waits
+        for start in idx.tolist():
+            seen = [start]
+            j = int(waits[start])
+            while j >= 0 and j not in seen and len(seen) <= n:
+                seen.append(j)
+                j = int(waits[j])
+            if j == start:
+                cycles.add(frozenset(seen))
+        for cyc in cycles - self._cycles:
+            self.deadlocks["wait_for_cycle"] += 1
+            self.events.append((self.sim.now, "deadlock", self.robots[min(cyc)].name,
+                                json.dumps({"type": "wait_for_cycle", "robots": sorted(self.robots[r].name for r in cyc)})))
+        self._cycles = {c for c in self._cycles | cycles if all(waits[r] >= 0 for r in c)}
+
+    # -- stuck robots (called on every sample) -------------------------------
+    def check_stuck(self, busy: np.ndarray, now: float) -> None:
+        """Count busy robots that have made no progress for ``stuck_after`` seconds."""
+        stuck = busy & ~self._stuck & (now - self.last_progress > self.stuck_after)
+        for i in np.flatnonzero(stuck).tolist():
+            self.deadlocks["stuck"] += 1
+            self.events.append((now, "deadlock", self.robots[i].name,
+                                json.dumps({"type": "stuck", "since": float(self.last_progress[i])})))
+        self._stuck |= stuck
