@@ -7,7 +7,6 @@ same result as this source tree gives in-process.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,11 +15,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "scenarios" / "warehouse-tiny-event.toml"
 SEED, UNTIL = 1, 60.0
-
-# Copied to a scratch folder before building, so the build neither writes
-# build/ or *.egg-info into the source tree nor picks up stale files from them.
-_NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "runs", "__pycache__",
-                                     ".pytest_cache", ".hypothesis", "*.duckdb", "*.duckdb.wal", "*.pt")
 
 USER_SCRIPT = textwrap.dedent('''
     import json
@@ -50,13 +44,8 @@ USER_SCRIPT = textwrap.dedent('''
 ''').format(seed=SEED, until=UNTIL)
 
 
-def test_regular_install_runs_a_scenario_beside_a_user_models_package(tmp_path):
-    src, site, proj = tmp_path / "src", tmp_path / "site", tmp_path / "proj"
-    shutil.copytree(REPO, src, ignore=_NOT_SOURCE)
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                          "--no-index", "--disable-pip-version-check", "--quiet", "--target", str(site), str(src)],
-                         capture_output=True, text=True, timeout=600)
-    assert pip.returncode == 0, pip.stdout + pip.stderr
+def test_regular_install_runs_a_scenario_beside_a_user_models_package(regular_install, tmp_path):
+    site, proj = regular_install, tmp_path / "proj"
     assert (site / "desim" / "__init__.py").is_file()
     assert not (site / "models").exists()  # desim's models live inside desim
 
