@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_serializer, model_validator
 
 from desim.registry import policies
 from desim.scenario import Section
@@ -13,7 +13,7 @@ class TrainConfig(Section):
     """Training settings, one field each; ``[train.<algo>]`` tables (e.g. ``[train.mappo]``) hold a
     learner's hyperparameters, checked by that learner when it is built."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     episode_steps: int = Field(500, ge=1, description="decisions per training episode (rware's default episode length)")
     n_envs: int = Field(8, ge=1, description="env copies stepped together; the policy sees one batch per step")
@@ -31,21 +31,30 @@ class TrainConfig(Section):
     shaping_potential: Literal["carrying", "distance"] = Field("carrying", description="carrying: lifting a requested shelf pays at once; distance: every step toward the target")
     shaping_gamma: float = Field(0.99, gt=0, le=1, description="the shaping's discount; keep it equal to the learner's gamma")
 
-    @model_validator(mode="after")
-    def _learner_tables(self):
-        for key, value in (self.model_extra or {}).items():
-            entry = policies.get(key) if key in policies else None
-            if entry is None or entry.kind != "learner":
-                known = sorted(set(type(self).model_fields))
-                raise ValueError(f"unknown field {key!r} (known: {', '.join(known)}, or a [train.<algo>] table)")
-            if not isinstance(value, dict):
-                raise ValueError(f"[train.{key}] must be a table of hyperparameters")
-        return self
+    learners: dict[str, dict[str, Any]] = Field(default_factory=dict, description="the [train.<algo>] tables, by learner")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learner_tables(cls, data: Any) -> Any:
+        """``[train.mappo]`` is written beside the settings; keep such tables apart (any other unknown key is an error)."""
+        if isinstance(data, dict):
+            data = dict(data)
+            tables = {k: data.pop(k) for k in list(data) if k not in cls.model_fields and k in policies
+                      and policies.get(k).kind == "learner"}
+            if tables:
+                data["learners"] = {**(data.get("learners") or {}), **tables}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler) -> dict[str, Any]:
+        out = handler(self)
+        out.update(out.pop("learners", None) or {})  # back to [train.<algo>] tables
+        return out
 
     def learner_table(self, algo: str) -> dict[str, Any]:
         """The ``[train.<algo>]`` hyperparameters as written (checked by the learner)."""
-        return dict((self.model_extra or {}).get(algo) or {})
+        return dict(self.learners.get(algo) or {})
 
     def settings(self) -> dict[str, Any]:
         """The training settings without the learner tables."""
-        return {k: getattr(self, k) for k in type(self).model_fields}
+        return {k: getattr(self, k) for k in type(self).model_fields if k != "learners"}

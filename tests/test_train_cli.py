@@ -107,7 +107,8 @@ def test_train_writes_checkpoints_curves_promotions_and_the_policy_runs_in_both_
     assert r["final_return"] is not None and len(r["promotions"]) == 2
     ck = load_checkpoint(out / "latest.pt")
     assert ck["algo"] == "mappo" and ck["policy_version"] == r["incumbent_version"] and ck["obs_radius"] == 1
-    assert ck["env_kwargs"]["size"] == "tiny" and ck["env_kwargs"]["max_steps"] == 100
+    # the env is the scenario as written, stored as plain data
+    assert ck["env_kwargs"]["scenario"]["warehouse"]["size"] == "tiny" and ck["env_kwargs"]["max_steps"] == 100
 
     st = Store(store)
     run = st.get_run(r["run_id"])

@@ -37,7 +37,7 @@ def test_tick_and_zero_delay_event_give_identical_trajectories(size, robots, bra
     assert len(t_recs) == 399
     assert t_recs == e_recs and t_hash == e_hash
     assert tick.model.floor.state_dict()["deliveries"] == event.model.floor.state_dict()["deliveries"]
-    assert np.array_equal(tick.model.floor._cell, event.model.floor._cell)
+    assert np.array_equal(tick.model.floor.cells, event.model.floor.cells)
     # the event tempo really went over the network: a status and an observation per action
     assert event.network.delivered >= 2 * robots * 399
     assert tick.network.sent == 0
@@ -129,7 +129,7 @@ def test_metrics_tables_and_mesa_registry():
     robots = [a for a in r.sim.model.agents if getattr(a, "role", "") == "robot"]
     assert len(robots) == 4
     for rb in robots:  # the Mesa grid tracks the floor
-        c = int(m.floor._cell[rb.index])
+        c = int(m.floor.cells[rb.index])
         assert rb.pos == (c % m.floor.width, c // m.floor.width)
     cont = tables["contention"]
     assert sum(cont["collisions"]) == r.summary["collisions"] > 0
@@ -155,6 +155,6 @@ def test_wait_for_cycle_is_a_deadlock():
     f.load_state(st)
     m.tasks[:] = 5
     for _ in range(3):
-        m._resolve(np.array([1, 1]))
+        m.resolver.resolve(np.array([1, 1]))
     assert m.deadlocks["wait_for_cycle"] == 1  # counted once per episode
     assert any(e[1] == "deadlock" for e in m.events)

@@ -180,10 +180,6 @@ class WarehouseModel:
         """An event that fires once robot ``i``'s action has been resolved on the floor."""
         return self.tempo.complete(i, action)
 
-    def _resolve(self, actions: np.ndarray) -> None:
-        """One synchronous floor step with ``actions`` (kept for tests that drive the floor by hand)."""
-        self.resolver.resolve(actions)
-
     # -- sampling and results ------------------------------------------------
     def _sample_loop(self):
         env = self.sim.env
