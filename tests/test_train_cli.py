@@ -17,6 +17,7 @@ from desim.policies.common import EnvInfo
 from desim.policies.mappo import MAPPO
 from desim.policies.rollback import Gatekeeper, held_out_return
 from desim.policies.train import Checkpoints
+from desim.scenario import validate
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +109,8 @@ def test_train_writes_checkpoints_curves_promotions_and_the_policy_runs_in_both_
     ck = load_checkpoint(out / "latest.pt")
     assert ck["algo"] == "mappo" and ck["policy_version"] == r["incumbent_version"] and ck["obs_radius"] == 1
     # the env is the scenario as written, stored as plain data
-    assert ck["env_kwargs"]["scenario"]["warehouse"]["size"] == "tiny" and ck["env_kwargs"]["max_steps"] == 100
+    trained_on = validate(ck["env_kwargs"]["scenario"])
+    assert trained_on.warehouse.size == "tiny" and trained_on.warehouse.robots == 2 and ck["env_kwargs"]["max_steps"] == 100
 
     st = Store(store)
     run = st.get_run(r["run_id"])
