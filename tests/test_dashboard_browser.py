@@ -26,6 +26,7 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
                 allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -214,8 +215,10 @@ def test_whatif_runs_and_compares(server, browser, shots):
     open_page(browser, server, "what-if", "What-if", charts=0)
     before = len(Store(server["store"]).list_runs())
     # two more robots (the slider moves by keyboard); the default length covers the base's partition
+    # the slider's range input is visually hidden (react-aria): focus it, then the arrow keys go to it
     robots = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSlider"] input[aria-label="Robots"]')
-    robots.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+    browser.execute_script("arguments[0].focus();", robots)
+    ActionChains(browser).send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT).perform()
     wait_for(browser, lambda d: "robots = 6" in d.find_element(By.TAG_NAME, "body").text, message="robots = 6")
     wait_for(browser, idle, message="the rerun after the slider")
     assert browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Simulated s"]').get_attribute("value") == "1500.00"
