@@ -17,7 +17,7 @@ def regular_install(tmp_path_factory) -> Path:
     # built from a copy, so the build neither writes build/ or *.egg-info into the source tree
     # nor picks up stale files from them
     src, target = tmp_path_factory.mktemp("src") / "desim", tmp_path_factory.mktemp("site")
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "dist", "*.egg-info", "runs", "__pycache__", ".pytest_cache", ".hypothesis",
         "*.duckdb", "*.duckdb.wal", "*.pt", "export"))
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
