@@ -15,6 +15,9 @@ decided in one batched forward pass (on CUDA when there is one).
 from __future__ import annotations
 
 import os
+import re
+import warnings
+import zipfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,7 +28,7 @@ import torch
 from desim.models.warehouse.features import Encoder
 from desim.policies.common import EnvInfo, device as pick_device
 from desim.policies.plugin import MODES
-from desim.policies.spec import learner_class
+from desim.policies.spec import learner_class, learner_names
 from desim.scenario import ScenarioError
 
 FORMAT = 1
@@ -62,28 +65,129 @@ def save_checkpoint(path: str | os.PathLike, learner: Any, *, algo: str, env_kwa
     return path
 
 
+# what a checkpoint holds besides its weights, and the type each entry must have
+_ENTRIES = {"format": int, "algo": str, "cfg": dict, "info": dict, "obs_radius": int, "policy_version": int,
+            "learner": dict}
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6 is a zip archive
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # older torch.save files
+_UNSAFE = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """The checkpoint's contents; ValueError (one line) for a missing or foreign file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"no checkpoint at {p}")
+    """The checkpoint's contents; ValueError, one line in desim's words naming ``path``, for anything that
+    is not a readable desim checkpoint (missing, a directory, empty, text, foreign bytes, truncated, a
+    PyTorch file of something else, a pickle of Python objects, a checkpoint of an unknown learner).
+
+    The file is read with ``weights_only=True``: a checkpoint holds tensors and plain data only, so
+    loading one never runs code from the file."""
+    p, shown = Path(path), _shown(path)
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: the user's input
-        raise ValueError(f"{p}: not a desim checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "learner" not in ckpt:
-        raise ValueError(f"{p}: not a desim checkpoint (format {FORMAT} expected)")
+        exists = p.exists()
+    except (OSError, ValueError):  # a name the OS cannot take (a NUL byte, too long)
+        exists = False
+    if not exists:
+        raise ValueError(f"no such checkpoint file {shown}")
+    if p.is_dir():
+        raise ValueError(f"{shown} is a directory, not a checkpoint file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(_LEGACY_MAGIC))
+    except OSError as e:
+        raise ValueError(f"cannot read checkpoint file {shown} ({e.strerror or type(e).__name__})") from None
+    if not head:
+        raise ValueError(f"{shown} is empty, not a desim checkpoint")
+    if not (head.startswith(_ZIP_MAGIC) or head == _LEGACY_MAGIC):
+        raise ValueError(f"{shown} is {_what(p, head)}, not a desim checkpoint (not a PyTorch file)")
+    if head.startswith(_ZIP_MAGIC) and not zipfile.is_zipfile(p):
+        raise ValueError(f"{shown} is a truncated or damaged PyTorch file, not a readable desim checkpoint")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the user gets one line, ours
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch's own messages are pages long: say what is wrong in one line
+        unsafe = _UNSAFE.search(str(e))
+        if unsafe:
+            raise ValueError(f"{shown} holds Python objects ({unsafe.group(1)}) that desim will not unpickle for safety; "
+                             f"a desim checkpoint holds only tensors and plain data") from None
+        if head.startswith(_ZIP_MAGIC) and not _has_torch_data(p):
+            raise ValueError(f"{shown} is a zip archive, not a PyTorch file or desim checkpoint") from None
+        raise ValueError(f"{shown} is a truncated or damaged PyTorch file, not a readable desim checkpoint") from None
+    _check_entries(shown, ckpt)
     return ckpt
 
 
-def load_learner(path: str | os.PathLike, device: str | torch.device = "auto"):
-    """``(learner, checkpoint)``: the learner rebuilt from its registry name and config."""
-    ckpt = load_checkpoint(path)
-    cls = learner_class(ckpt["algo"])
-    learner = cls(EnvInfo(**ckpt["info"]), ckpt["cfg"], pick_device(device) if isinstance(device, str) else device, 0)
-    learner.load_state_dict(ckpt["learner"])
-    return learner, ckpt
+def _shown(path) -> str:
+    """The path as the user wrote it, on one line."""
+    s = os.fsdecode(path)
+    return s if s.isprintable() else repr(s)
 
+
+def _what(p: Path, head: bytes) -> str:
+    """A few words on a file that is not a PyTorch file."""
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle"
+    try:
+        with open(p, "rb") as f:
+            f.read(4096).decode("utf-8")
+    except UnicodeDecodeError:
+        return "a file of foreign bytes"
+    except OSError:
+        pass
+    return "a text file"
+
+
+def _has_torch_data(p: Path) -> bool:
+    try:
+        with zipfile.ZipFile(p) as z:
+            return any(n.endswith("data.pkl") for n in z.namelist())
+    except Exception:  # noqa: BLE001  (a damaged archive: the caller says so)
+        return True
+
+
+def _check_entries(shown: str, ckpt: Any) -> None:
+    """ValueError (one line) unless ``ckpt`` has every entry of a desim checkpoint, of the right type,
+    in this desim's format, for a learner this desim knows."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{shown} is a PyTorch file but not a desim checkpoint (no 'algo' entry: it holds "
+                         f"a {type(ckpt).__name__}, not a dict)")
+    if "algo" not in ckpt or "learner" not in ckpt:
+        missing = " or ".join(repr(k) for k in ("algo", "learner") if k not in ckpt)
+        raise ValueError(f"{shown} is a PyTorch file but not a desim checkpoint (no {missing} entry)")
+    fmt = ckpt.get("format")
+    if fmt != FORMAT:
+        raise ValueError(f"{shown} is a desim checkpoint of format {fmt!r}; this desim reads format {FORMAT}")
+    algo = ckpt["algo"]
+    if not isinstance(algo, str) or algo not in learner_names():
+        raise ValueError(f"{shown} is a checkpoint of an unknown learner {algo!r} "
+                         f"(this desim knows {', '.join(learner_names())})")
+    for k, kind in _ENTRIES.items():
+        if k not in ckpt:
+            raise ValueError(f"{shown} is an incomplete desim checkpoint (no {k!r} entry)")
+        v = ckpt[k]
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise ValueError(f"{shown} is a damaged desim checkpoint (its {k!r} is a {type(v).__name__}, "
+                             f"not a {kind.__name__})")
+    if not isinstance(ckpt["info"].get("n_agents"), int):
+        raise ValueError(f"{shown} is a damaged desim checkpoint (its 'info' has no number of agents)")
+
+
+def load_learner(path: str | os.PathLike, device: str | torch.device = "auto"):
+    """``(learner, checkpoint)``: the learner rebuilt from its registry name and config.
+    ValueError (one line) when the file is not a desim checkpoint or its contents do not fit the learner."""
+    ckpt = load_checkpoint(path)
+    try:
+        cls = learner_class(ckpt["algo"])
+    except ValueError as e:
+        raise ValueError(f"{_shown(path)}: {e}") from None
+    dev = pick_device(device) if isinstance(device, str) else device
+    try:
+        learner = cls(EnvInfo(**ckpt["info"]), ckpt["cfg"], dev, 0)
+        learner.load_state_dict(ckpt["learner"])
+    except (TypeError, KeyError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise ValueError(f"{_shown(path)} is a damaged {ckpt['algo']} checkpoint: its contents do not fit the learner "
+                         f"({type(e).__name__}{': ' + first if first else ''})") from None
+    return learner, ckpt
 
 
 class Memory:

@@ -76,23 +76,51 @@ class _CurveWriter:
         self.rows = {k: [] for k in self.rows}
 
 
+def planned_steps(requested: int, per_iteration: int) -> int:
+    """The env steps a training run of ``requested`` steps actually runs: learners step whole iterations
+    (``per_iteration`` env steps each), so the request is rounded up to a multiple of ``per_iteration``."""
+    if requested <= 0 or per_iteration <= 0:
+        raise ValueError(f"requested steps and steps per iteration must be positive, got {requested}, {per_iteration}")
+    return -(-int(requested) // int(per_iteration)) * int(per_iteration)
+
+
+def steps_per_iteration(learner, n_envs: int) -> int:
+    """Env steps (summed over the ``n_envs`` copies) one iteration of ``learner.train`` adds to its count:
+    ``n_envs * rollout`` for learners that roll out ``rollout`` steps between updates (MAPPO, IPPO, COMA),
+    ``n_envs`` for those that count every joint step (VDN, QMIX). A learner may say so itself with a
+    ``steps_per_iteration(n_envs)`` method."""
+    own = getattr(learner, "steps_per_iteration", None)
+    if callable(own):
+        return int(own(n_envs))
+    rollout = getattr(getattr(learner, "cfg", None), "rollout", None)
+    return int(n_envs) * (int(rollout) if rollout else 1)
+
+
 class _Bar:
-    """A rich progress bar with env steps/s and the recent return (no-op when disabled)."""
+    """A rich progress bar over the env steps training will run: steps/s, recent return, ETA (no-op when
+    disabled). ``planned``, ``total`` and ``completed`` are kept either way."""
 
     def __init__(self, total: int, label: str, enabled: bool):
+        self.planned = self.total = int(total)  # planned: the total it started with
+        self.completed = 0
         self.bar = None
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
 
             self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[sps]:>7.0f} steps/s"), TextColumn("return {task.fields[ret]}"),
-                                TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
-                                console=Console(stderr=True), transient=False)
+                                TextColumn("{task.fields[sps]:>7.0f} env steps/s"), TextColumn("return {task.fields[ret]}"),
+                                TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=False)
             self.bar.start()
-            self.task = self.bar.add_task(label, total=total, sps=0.0, ret="-", note="")
+            self.task = self.bar.add_task(label, total=self.total, sps=0.0, ret="-", note="")
 
     def update(self, **kw) -> None:
+        if "total" in kw:
+            self.total = int(kw["total"])
+        if "completed" in kw:
+            self.completed = int(kw["completed"])
         if self.bar is not None:
             self.bar.update(self.task, **kw)
 
@@ -228,7 +256,9 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
                           tc.margin_abs, tc.margin_frac)
         keeper = Checkpoints(out, algo, env_kwargs, tc.obs_radius, gate, run, tc.rollback,
                              meta={"scenario": scenario_name, "seed": seed})
-        bar = _Bar(steps, f"{algo} {scenario_name}", progress)
+        # learners run whole iterations: the bar counts to the steps that will run (the summary's ``steps``)
+        planned = planned_steps(steps, steps_per_iteration(learner, len(env.envs)))
+        bar = _Bar(planned, f"{algo} {scenario_name}", progress)
         state = {"step": 0, "last_ckpt": 0, "returns": [], "rollout_s": 0.0, "update_s": 0.0, "seen": 0}
         t0 = time.perf_counter()
 
@@ -254,7 +284,7 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
 
         def on_update(step: int) -> None:
             recent = state["returns"][-5:]
-            bar.update(completed=min(step, steps), sps=step / max(time.perf_counter() - t0, 1e-9),
+            bar.update(completed=min(step, bar.total), sps=step / max(time.perf_counter() - t0, 1e-9),
                        ret=f"{np.mean(recent):.2f}" if recent else "-")
             curves.maybe_flush()
             if step - state["last_ckpt"] >= tc.checkpoint_every:
@@ -262,6 +292,9 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
 
         try:
             learner.train(venv, steps, log, on_update)
+            if state["step"] != bar.total:  # a learner that ran other than planned: the bar ends where the summary does
+                bar.update(total=state["step"])
+            bar.update(completed=state["step"], sps=state["step"] / max(time.perf_counter() - t0, 1e-9))
             if state["step"] > state["last_ckpt"] or keeper.version == 0:
                 checkpoint(state["step"])
         finally:
