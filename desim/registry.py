@@ -141,7 +141,9 @@ class ModelSpec:
     - ``build(sim, network, scenario, prepared, brain)``: the model, wired into a
       fresh simulation. It must offer ``finish()``, ``summary() -> dict`` and
       ``tables() -> {table: columns}``;
-    - ``brain_field``: the section's field naming its agents' brain (``None``: no brain).
+    - ``brain_field``: the section's field naming its agents' brain (``None``: no brain);
+    - ``rate(scenario, prepared)``: about how many events the model makes per simulated
+      second (an upper estimate), so the wiring layer can refuse a run it could not finish.
     """
 
     section: str
@@ -149,6 +151,7 @@ class ModelSpec:
     check: Callable[..., Any] | None = None
     topology: Callable[..., Any] | None = None
     brain_field: str | None = None
+    rate: Callable[..., float] | None = None
     description: str = ""
 
 

@@ -30,14 +30,19 @@ class ScenarioError(ValueError):
     """A scenario that cannot be run; ``str()`` is one line naming file, field and problem."""
 
     def __init__(self, file: str, field: str, problem: str):
+        problem = " ".join(str(problem).split())  # one line, whatever the cause's text held
         self.file, self.field, self.problem = file, field, problem
         super().__init__(f"{file}: {field}: {problem}" if field else f"{file}: {problem}")
 
 
 class Section(BaseModel):
-    """Base of every scenario section: unknown fields are errors, values are frozen."""
+    """Base of every scenario section: unknown fields are errors, values are frozen, numbers are finite.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Every numeric field of a section states its range (``Field(ge=..., le=...)``): a value that is a
+    number but absurd (an infinite run, a rate that overflows) is rejected when the file is read, not
+    discovered when the run never ends. ``tests/test_fuzz_scenarios.py`` checks that every field has one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 def resolve_path(value: str | None, info: ValidationInfo) -> str | None:
@@ -72,13 +77,19 @@ def error_of(e: ValidationError, file: str, prefix: tuple = ()) -> ScenarioError
     return ScenarioError(file, field_path(prefix + tuple(err["loc"])), msg + more)
 
 
+MAX_SEED = 2**63 - 1
+MAX_UNTIL = 10_000_000.0  # simulated seconds (about 116 days); what a run can afford is checked against its event budget
+MAX_TEXT = 1_000_000  # characters in a scenario file
+MAX_DEPTH = 32  # nesting of tables and arrays in a scenario file
+
+
 class ScenarioBase(Section):
     """The kernel's own fields; sections are added by :func:`scenario_type`."""
 
     name: str
     description: str = ""
-    seed: int = 0
-    until: float = Field(60.0, gt=0, description="simulated seconds")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the run's random seed (every stream derives from it)")
+    until: float = Field(60.0, gt=0, le=MAX_UNTIL, description="simulated seconds")
     _plan: Any = PrivateAttr(None)  # the wiring layer's checked plan for this very object (desim.app.runner.prepare)
 
     @field_validator("name")
@@ -112,21 +123,43 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _depth(value: Any, limit: int, level: int = 0) -> int:
+    """How deep tables and arrays nest in ``value`` (stops counting past ``limit``)."""
+    if level > limit or not isinstance(value, (dict, list)):
+        return level
+    items = value.values() if isinstance(value, dict) else value
+    return max((_depth(v, limit, level + 1) for v in items), default=level + 1)
+
+
 def validate(data: dict, file: str = "<scenario>", base_dir: Path | None = None) -> ScenarioBase:
     """A Scenario from a dict (a parsed TOML file); ScenarioError on any problem."""
+    if not isinstance(data, dict):
+        raise ScenarioError(file, "", f"a scenario is a table of fields, got {type(data).__name__}")
+    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise ScenarioError(file, "", f"tables and arrays nest deeper than {MAX_DEPTH} levels")
     try:
         return scenario_type().model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
         raise error_of(e, file) from None
+    except RecursionError:
+        raise ScenarioError(file, "", "tables and arrays nest too deep") from None
 
 
 def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> ScenarioBase:
     """Parse and validate scenario TOML text; raise ScenarioError on any problem."""
+    if len(text) > MAX_TEXT:
+        raise ScenarioError(file, "", f"{len(text):,} characters; a scenario file holds at most {MAX_TEXT:,}")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(file, "", f"malformed TOML: {e}") from None
+        raise ScenarioError(file, "", f"malformed TOML: {_one_line(str(e))}") from None
+    except RecursionError:
+        raise ScenarioError(file, "", "malformed TOML: tables and arrays nest too deep") from None
     return validate(data, file, base_dir)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def to_data(sc: BaseModel) -> dict:

@@ -11,10 +11,10 @@ with the links, the jitter buffer, retries and the fault schedule).
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import networkx as nx
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from desim.network import topology as T
 from desim.network.distributions import DelayDist
@@ -22,15 +22,20 @@ from desim.network.faults import Fault, schedule
 from desim.network.flows import Flow
 from desim.network.link import LinkSpec
 from desim.network.loss import LossModel
-from desim.scenario import PathField, ScenarioError, Section
+from desim.scenario import MAX_UNTIL, PathField, ScenarioError, Section
+
+MAX_DELAY = 3600.0  # seconds: a link delay, a retry interval, a fault's extra delay
+MAX_NODES = 100_000  # nodes a [topology] may ask for
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Pair = Annotated[tuple[Name, Name], Field(strict=False)]  # a TOML array of two names (sections are strict otherwise)
 
 
 class DelayCfg(Section):
     dist: Literal["constant", "uniform", "normal", "lognormal", "pareto"] = "constant"
-    mean: float = Field(0.0, ge=0, description="mean propagation delay, seconds")
-    jitter: float = Field(0.0, ge=0, description="spread: std (normal, lognormal) or half-width (uniform)")
+    mean: float = Field(0.0, ge=0, le=MAX_DELAY, description="mean propagation delay, seconds")
+    jitter: float = Field(0.0, ge=0, le=MAX_DELAY, description="spread: std (normal, lognormal) or half-width (uniform)")
     correlation: float = Field(0.0, ge=0, lt=1)
-    alpha: float = Field(3.0, gt=1, description="pareto shape")
+    alpha: float = Field(3.0, gt=1, le=1000, description="pareto shape")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -60,17 +65,17 @@ class LossCfg(Section):
 class LinkCfg(Section):
     delay: DelayCfg = DelayCfg()
     loss: LossCfg = LossCfg()
-    bandwidth: float = Field(0.0, ge=0, description="bits/s; 0 = unlimited")
+    bandwidth: float = Field(0.0, ge=0, le=1e15, description="bits/s; 0 = unlimited")
     duplicate: float = Field(0.0, ge=0, le=1)
     corrupt: float = Field(0.0, ge=0, le=1)
-    queue_limit: int = Field(0, ge=0)
+    queue_limit: int = Field(0, ge=0, le=1_000_000)
 
     def to_spec(self):
         return LinkSpec(self.delay.to_dist(), self.loss.to_model(), self.bandwidth, self.duplicate, self.corrupt, self.queue_limit)
 
 
 class LinkOverride(LinkCfg):
-    between: tuple[str, str]
+    between: Pair
 
 
 class LinksCfg(Section):
@@ -81,18 +86,26 @@ class LinksCfg(Section):
 
 class TopologyCfg(Section):
     kind: Literal["star", "line", "ring", "grid", "mesh", "warehouse", "graphml", "edgelist"] = "warehouse"
-    nodes: int = Field(4, ge=1, description="star/line/ring/mesh size")
-    rows: int = Field(2, ge=1)
-    cols: int = Field(2, ge=1)
-    zones: int = Field(3, ge=1)
-    robots_per_zone: int = Field(4, ge=0)
-    services: list[str] = ["inventory", "orders", "procurement"]
+    nodes: int = Field(4, ge=1, le=MAX_NODES, description="star/line/ring/mesh size")
+    rows: int = Field(2, ge=1, le=MAX_NODES)
+    cols: int = Field(2, ge=1, le=MAX_NODES)
+    zones: int = Field(3, ge=1, le=1000)
+    robots_per_zone: int = Field(4, ge=0, le=MAX_NODES)
+    services: list[Name] = Field(["inventory", "orders", "procurement"], max_length=100)
     path: PathField = Field(None, description="graphml / edgelist file, relative to the scenario file")
 
     @model_validator(mode="after")
     def _path_needed(self):
         if self.kind in ("graphml", "edgelist") and not self.path:
             raise ValueError(f"topology kind {self.kind!r} needs 'path'")
+        if self.kind == "grid" and self.rows * self.cols > MAX_NODES:
+            raise ValueError(f"a grid of {self.rows} x {self.cols} has more than {MAX_NODES:,} nodes")
+        if self.kind == "mesh" and self.nodes > 1000:
+            raise ValueError(f"a full mesh of {self.nodes} nodes has {self.nodes * (self.nodes - 1) // 2:,} links (at most 1,000 nodes)")
+        if self.kind == "warehouse" and self.zones * (self.robots_per_zone + 1) > MAX_NODES:
+            raise ValueError(f"{self.zones} zones of {self.robots_per_zone} robots is more than {MAX_NODES:,} nodes")
+        if len(set(self.services)) != len(self.services):
+            raise ValueError("services: each service is named once")
         return self
 
 
@@ -102,32 +115,32 @@ class JitterCfg(Section):
 
 
 class ReliableCfg(Section):
-    retry_interval: float = Field(0.5, gt=0)
-    retry_budget: int = Field(10, ge=0)
+    retry_interval: float = Field(0.5, ge=1e-4, le=MAX_DELAY)
+    retry_budget: int = Field(10, ge=0, le=1000)
 
 
 class TrafficCfg(Section):
     src: str | list[str] = Field("robot", alias="from")
     dst: str | list[str] = Field("own_controller", alias="to")
-    rate: float = Field(1.0, gt=0, description="messages per second per sender (Poisson)")
-    size: int = Field(256, ge=1, description="mean size in bytes (exponential)")
-    kind: str = "status"
+    rate: float = Field(1.0, gt=0, le=1e6, description="messages per second per sender (Poisson)")
+    size: int = Field(256, ge=1, le=1_000_000_000, description="mean size in bytes (exponential)")
+    kind: Name = "status"
     reliable: bool = False
     reply: bool = False
 
 
 class FaultCfg(Section):
-    at: float = Field(ge=0)
+    at: float = Field(ge=0, le=MAX_UNTIL)
     kind: Literal["isolate", "split", "bridge", "flap", "latency_spike", "slow_link", "heal"]
-    duration: float | None = Field(None, gt=0)
+    duration: float | None = Field(None, gt=0, le=MAX_UNTIL)
     nodes: list[str] = []
     groups: list[list[str]] = []
     bridge: str | None = None
-    links: list[tuple[str, str]] = []
-    period: float = Field(1.0, gt=0)
-    extra_delay: float = Field(0.0, ge=0)
-    delay_scale: float = Field(1.0, gt=0)
-    bandwidth_scale: float = Field(1.0, gt=0)
+    links: list[Pair] = []
+    period: float = Field(1.0, ge=1e-3, le=MAX_UNTIL, description="flap: seconds between state changes")
+    extra_delay: float = Field(0.0, ge=0, le=MAX_DELAY)
+    delay_scale: float = Field(1.0, ge=1e-6, le=1e6)
+    bandwidth_scale: float = Field(1.0, ge=1e-6, le=1e6)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -227,6 +240,19 @@ def check_wiring(sc, g: nx.Graph, file: str = "<scenario>") -> list[Flow]:
             if not g.has_edge(u, v):
                 raise ScenarioError(file, f"faults[{i}].links", f"no link between {u!r} and {v!r}")
     return [flow(g, i, t, file) for i, t in enumerate(sc.traffic)]
+
+
+def events(sc, g: nx.Graph, flows: list[Flow], until: float) -> float:
+    """About how many events the network's own traffic and faults make in ``until`` seconds (an
+    over-estimate: every message crosses the longest route a sender has, and each reply too)."""
+    total = 0.0
+    for f in flows:
+        hops = max(nx.eccentricity(g, f.senders[0]), 1) if len(g) <= 2000 else 20
+        total += len(f.senders) * f.rate * until * (2 if f.reply else 1) * (2 + 2 * hops)
+    for fault in sc.faults:
+        if fault.kind == "flap":
+            total += 2 * min(fault.duration or until, until) / fault.period
+    return total + 2 * len(sc.faults)
 
 
 def attach(sim, sc, g: nx.Graph, *, record_delays: bool = False) -> Network:

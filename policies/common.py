@@ -33,7 +33,10 @@ _IN_UNIT = {"gamma", "gae_lambda", "td_lambda", "eps_start", "eps_end", "target_
 _POSITIVE = {"lr", "actor_lr", "critic_lr", "adam_eps", "huber_delta"}  # > 0
 _ZERO_OK_INTS = {"max_staleness", "learning_starts", "eps_anneal_steps"}  # ints that may be 0 (others: >= 1)
 _CHOICES = {"adoption_clock": ("steps", "seconds")}
-
+_WIDTHS = {"hidden", "critic_hidden", "mixing_embed", "hypernet_hidden"}  # layer widths: at most 4,096
+_MAX_INT = {"layers": 16, "epochs": 1000, "minibatches": 4096, "critic_epochs": 1000, "adoption_history": 1000,
+            "chunk": 100_000, "rollout": 100_000}  # others: at most 10**9 (step counts)
+_MAX_FLOAT = 1e6  # coefficients, rates, lags
 
 def make_config(cls, cfg: dict | None):
     """``cls`` (a config dataclass) with ``cfg``'s fields, each checked against its
@@ -61,6 +64,11 @@ def make_config(cls, cfg: dict | None):
             raise ConfigError(name, f"must be one of {', '.join(map(repr, _CHOICES[name]))}, got {v!r}")
         if base == "int" and v < (0 if name in _ZERO_OK_INTS else 1):
             raise ConfigError(name, f"must be at least {0 if name in _ZERO_OK_INTS else 1}, got {v}")
+        top = 4096 if name in _WIDTHS else _MAX_INT.get(name, 10**9)
+        if base == "int" and v > top:
+            raise ConfigError(name, f"must be at most {top:,}, got {v:,}")
+        if base == "float" and abs(v) > _MAX_FLOAT:
+            raise ConfigError(name, f"must be at most {_MAX_FLOAT:g} in size, got {v:g}")
         if base == "float":
             if name in _IN_UNIT and not 0.0 <= v <= 1.0:
                 raise ConfigError(name, f"must be in [0, 1], got {v}")

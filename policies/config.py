@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_serializer, model_validator
 
 from desim.registry import policies
+from desim.policies.spec import learner_class
 from desim.scenario import Section
 
 
@@ -15,19 +16,19 @@ class TrainConfig(Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    episode_steps: int = Field(500, ge=1, description="decisions per training episode (rware's default episode length)")
-    n_envs: int = Field(8, ge=1, description="env copies stepped together; the policy sees one batch per step")
-    checkpoint_every: int = Field(25_000, ge=1, description="env steps between candidate checkpoints")
-    eval_episodes: int = Field(4, ge=1, description="held-out episodes per candidate")
-    eval_seed: int = Field(1_000_000, ge=1, description="held-out env seeds are eval_seed*1000+k; training seeds seed*1000+k, seed < eval_seed")
+    episode_steps: int = Field(500, ge=1, le=1_000_000, description="decisions per training episode (rware's default episode length)")
+    n_envs: int = Field(8, ge=1, le=65_536, description="env copies stepped together; the policy sees one batch per step")
+    checkpoint_every: int = Field(25_000, ge=1, le=10**12, description="env steps between candidate checkpoints")
+    eval_episodes: int = Field(4, ge=1, le=10_000, description="held-out episodes per candidate")
+    eval_seed: int = Field(1_000_000, ge=1, le=2**40, description="held-out env seeds are eval_seed*1000+k; training seeds seed*1000+k, seed < eval_seed")
     eval_mode: Literal["sample", "argmax"] = Field("sample", description="sample: the policy as deployed (seeded draws); argmax: its most probable actions")
-    margin_abs: float = Field(1.0, ge=0, description="a candidate may trail the incumbent by this much return ...")
-    margin_frac: float = Field(0.1, ge=0, description="... plus this fraction of the incumbent's return, and still be promoted")
+    margin_abs: float = Field(1.0, ge=0, le=1e9, description="a candidate may trail the incumbent by this much return ...")
+    margin_frac: float = Field(0.1, ge=0, le=1e3, description="... plus this fraction of the incumbent's return, and still be promoted")
     rollback: bool = Field(True, description="False: every candidate is promoted (no gate)")
-    log_every_s: float = Field(2.0, gt=0, description="seconds between appends of curve rows to the store")
-    obs_radius: int = Field(1, ge=0, description="observation window radius (obs_dim = 14 + 5 (2r+1)^2)")
-    torch_threads: int = Field(1, ge=0, description="CPU threads for torch (small networks gain nothing from more; 0: torch's default)")
-    shaping: float = Field(0.0, description="potential-based reward shaping weight w (0: off, rware's reward)")
+    log_every_s: float = Field(2.0, ge=0.01, le=86_400, description="seconds between appends of curve rows to the store")
+    obs_radius: int = Field(1, ge=0, le=20, description="observation window radius (obs_dim = 14 + 5 (2r+1)^2)")
+    torch_threads: int = Field(1, ge=0, le=1024, description="CPU threads for torch (small networks gain nothing from more; 0: torch's default)")
+    shaping: float = Field(0.0, ge=-1e6, le=1e6, description="potential-based reward shaping weight w (0: off, rware's reward)")
     shaping_potential: Literal["carrying", "distance"] = Field("carrying", description="carrying: lifting a requested shelf pays at once; distance: every step toward the target")
     shaping_gamma: float = Field(0.99, gt=0, le=1, description="the shaping's discount; keep it equal to the learner's gamma")
 
@@ -44,6 +45,18 @@ class TrainConfig(Section):
             if tables:
                 data["learners"] = {**(data.get("learners") or {}), **tables}
         return data
+
+    @model_validator(mode="after")
+    def _learner_ranges(self):
+        """Each ``[train.<algo>]`` table checked by its learner's config (names, types, ranges) when the file is read."""
+        from desim.policies.common import ConfigError, make_config  # lazy: torch (~1.5 s), only for files with learner tables
+
+        for algo, table in self.learners.items():
+            try:
+                make_config(learner_class(algo).Config, table)
+            except ConfigError as e:
+                raise ValueError(f"{algo}.{e}") from None
+        return self
 
     @model_serializer(mode="wrap")
     def _flat(self, handler) -> dict[str, Any]:

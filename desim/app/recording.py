@@ -12,7 +12,7 @@ from typing import Any, Callable
 import tomli_w
 
 from desim.network.tables import network_tables
-from desim.app.runner import build, execute
+from desim.app.runner import build, check_budget, execute
 from desim.scenario import ScenarioBase, to_data
 from desim.store import DEFAULT_STORE, Store
 
@@ -29,6 +29,8 @@ def record_run(sc: ScenarioBase, scenario_path: Path | None, store_path: Path | 
     seed_used = sc.seed if seed is None else seed
     until_used = sc.until if until is None else until
     world = build(sc, seed_used, file=file, record_delays=True, brain=brain)
+    if until_used != sc.until:
+        check_budget(world.plan, until_used, "--until")  # before the run's row is written
     text = scenario_text if scenario_text is not None else (Path(scenario_path).read_text() if scenario_path else tomli_w.dumps(to_data(sc)))
     config = {"until": until_used, "brain": brain if isinstance(brain, str) else None, "path": file}
     store = Store(store_path or DEFAULT_STORE)

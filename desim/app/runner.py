@@ -24,7 +24,10 @@ from typing import Any, Callable
 
 import networkx as nx
 
-from desim.network.config import attach, build_graph, check_graph, check_wiring, start_traffic
+import math
+import os
+
+from desim.network.config import attach, build_graph, check_graph, check_wiring, events as network_events, start_traffic
 from desim.network.flows import Flow
 from desim.policies.spec import check_brain, make_brain
 from desim.registry import ModelSpec, models
@@ -51,6 +54,35 @@ class Plan:
         return getattr(getattr(self.scenario, self.model.section), self.model.brain_field)
 
 
+EVENT_BUDGET = 1e9
+"""Events a run may take (about an hour or more of wall time); ``DESIM_EVENT_BUDGET`` sets another."""
+
+
+def event_budget() -> float:
+    raw = os.environ.get("DESIM_EVENT_BUDGET")
+    try:
+        budget = float(raw) if raw else EVENT_BUDGET
+    except ValueError:
+        raise ScenarioError("DESIM_EVENT_BUDGET", "", f"must be a number, got {raw!r}") from None
+    return budget if math.isfinite(budget) and budget > 0 else EVENT_BUDGET
+
+
+def estimated_events(plan: "Plan", until: float) -> float:
+    """About how many events a run of ``until`` simulated seconds takes (an over-estimate)."""
+    total = network_events(plan.scenario, plan.graph, plan.flows, until)
+    if plan.model is not None and plan.model.rate is not None:
+        total += plan.model.rate(plan.scenario, plan.prepared) * until
+    return total
+
+
+def check_budget(plan: "Plan", until: float, field: str = "until") -> None:
+    """ScenarioError (one line) when a run of ``until`` seconds could not finish within the event budget."""
+    n, budget = estimated_events(plan, until), event_budget()
+    if n > budget:
+        raise ScenarioError(plan.file, field, f"a run of {until:g} s would take about {n:.2g} events, more than the "
+                            f"{budget:.2g} a run may take; shorten it or lower the rates")
+
+
 def model_of(sc: ScenarioBase, file: str = "<scenario>") -> ModelSpec | None:
     """The registered model whose section the scenario has (None: a network-only scenario)."""
     found = [spec for _name, spec in models.items() if getattr(sc, spec.section, None) is not None]
@@ -75,6 +107,7 @@ def prepare(sc: ScenarioBase, file: str = "<scenario>") -> Plan:
             check_brain(plan.brain_spec)  # the spec only; the brain is built once, per run
         except ValueError as e:
             raise ScenarioError(file, f"{spec.section}.{spec.brain_field}", str(e)) from None
+    check_budget(plan, sc.until)
     sc._plan = (id(sc), plan)  # remembered by this object only (a model_copy is a new scenario)
     return plan
 
@@ -143,6 +176,8 @@ class RunResult:
 def execute(world: World, until: float, *, run_id: str | None = None,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run a built world to ``until``; check message (and the model's) conservation; summarise."""
+    if until != world.plan.scenario.until:  # the scenario's own length was checked when it was prepared
+        check_budget(world.plan, until, "--until")
     t0 = time.perf_counter()
     world.sim.run(until, progress=progress)
     wall = time.perf_counter() - t0

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from desim.app.runner import prepare
-from desim.scenario import ScenarioBase, ScenarioError, parse, scenario_type
+from desim.scenario import MAX_TEXT, ScenarioBase, ScenarioError, parse, scenario_type
 
 __all__ = ["ScenarioError", "load", "parse", "scenario_type"]
 
@@ -17,7 +17,9 @@ def load(path: str | Path) -> ScenarioBase:
     if not p.is_file():
         raise ScenarioError(str(path), "", "no such file")
     try:
-        text = p.read_text()
+        if p.stat().st_size > 4 * MAX_TEXT:  # before reading it: a scenario is a small text file
+            raise ScenarioError(str(path), "", f"{p.stat().st_size:,} bytes; a scenario file holds at most {MAX_TEXT:,} characters")
+        text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(str(path), "", f"cannot read: {e}") from None
     sc = parse(text, str(path), p.parent)

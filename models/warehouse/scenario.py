@@ -16,52 +16,54 @@ from pydantic import Field, model_validator
 from desim.models.warehouse.layout import Layout
 from desim.network import topology as T
 from desim.registry import ModelSpec, SectionSpec, models, sections
-from desim.scenario import PathField, ScenarioError, Section
+from desim.scenario import MAX_UNTIL, PathField, ScenarioError, Section
+
+MIN_STEP, MAX_STEP = 0.01, 3600.0  # seconds an action, a tick or an observation wait may take
 
 
 class DurationsCfg(Section):
     """Seconds each action takes in the event tempo (a loaded robot moves at ``move_loaded``)."""
 
-    move: float = Field(1.0, gt=0)
-    move_loaded: float = Field(1.0, gt=0)
-    turn: float = Field(1.0, gt=0)
-    load: float = Field(1.0, gt=0)
-    noop: float = Field(1.0, gt=0)
+    move: float = Field(1.0, ge=MIN_STEP, le=MAX_STEP)
+    move_loaded: float = Field(1.0, ge=MIN_STEP, le=MAX_STEP)
+    turn: float = Field(1.0, ge=MIN_STEP, le=MAX_STEP)
+    load: float = Field(1.0, ge=MIN_STEP, le=MAX_STEP)
+    noop: float = Field(1.0, ge=MIN_STEP, le=MAX_STEP)
     jitter: float = Field(0.0, ge=0, lt=1, description="each duration times U(1 - jitter, 1 + jitter)")
 
 
 class PeakCfg(Section):
-    at: float = Field(ge=0)
-    duration: float = Field(gt=0)
-    factor: float = Field(gt=0)
+    at: float = Field(ge=0, le=MAX_UNTIL)
+    duration: float = Field(gt=0, le=MAX_UNTIL)
+    factor: float = Field(gt=0, le=1000)
 
 
 class OrdersCfg(Section):
     """A production order stream: Poisson arrivals with peaks; orders fail after ``max_age``."""
 
-    rate_per_hour: float = Field(gt=0)
-    peaks: list[PeakCfg] = []
-    max_age: float | None = Field(None, gt=0, description="seconds before an undelivered order fails")
+    rate_per_hour: float = Field(gt=0, le=1e7)
+    peaks: list[PeakCfg] = Field([], max_length=1000)
+    max_age: float | None = Field(None, gt=0, le=MAX_UNTIL, description="seconds before an undelivered order fails")
 
 
 class WarehouseCfg(Section):
     size: Literal["tiny", "small", "medium", "large"] | None = "tiny"
     map: PathField = Field(None, description="ASCII map file (x shelf, g goal, . highway); overrides size")
-    shelf_columns: int | None = Field(None, ge=1, description="custom rware floor: shelf columns (odd); overrides size")
-    shelf_rows: int | None = Field(None, ge=1, description="custom rware floor: shelf rows; with shelf_columns")
-    column_height: int = Field(8, ge=1)
-    robots: int = Field(2, ge=1)
-    zones: int = Field(1, ge=1)
+    shelf_columns: int | None = Field(None, ge=1, le=99, description="custom rware floor: shelf columns (odd); overrides size")
+    shelf_rows: int | None = Field(None, ge=1, le=99, description="custom rware floor: shelf rows; with shelf_columns")
+    column_height: int = Field(8, ge=1, le=100)
+    robots: int = Field(2, ge=1, le=10_000)
+    zones: int = Field(1, ge=1, le=1000)
     tempo: Literal["tick", "event"] = "tick"
-    request_queue: int | None = Field(None, ge=1, description="request slots on the floor (default: robots)")
+    request_queue: int | None = Field(None, ge=1, le=100_000, description="request slots on the floor (default: robots)")
     reward: Literal["global", "individual", "two_stage"] = "individual"
     brain: str = Field("greedy", description="the robots' brain: a brain spec (random, greedy, epsilon_greedy:EPS, checkpoint:PATH#MODE)")
-    tick_seconds: float = Field(1.0, gt=0)
+    tick_seconds: float = Field(1.0, ge=MIN_STEP, le=MAX_STEP)
     durations: DurationsCfg = DurationsCfg()
-    obs_timeout: float = Field(2.0, gt=0, description="event tempo: seconds a robot waits for an observation before asking again")
+    obs_timeout: float = Field(2.0, ge=MIN_STEP, le=MAX_STEP, description="event tempo: seconds a robot waits for an observation before asking again")
     orders: OrdersCfg | None = None
-    stuck_after: float = Field(30.0, gt=0, description="a robot with work that has not moved for this long is deadlocked")
-    sample_every: float = Field(10.0, gt=0, description="seconds between time-series samples")
+    stuck_after: float = Field(30.0, ge=MIN_STEP, le=MAX_UNTIL, description="a robot with work that has not moved for this long is deadlocked")
+    sample_every: float = Field(10.0, ge=0.1, le=MAX_UNTIL, description="seconds between time-series samples")
 
     @model_validator(mode="after")
     def _zones(self):
@@ -108,6 +110,21 @@ def check(sc, graph, file: str = "<scenario>") -> Layout:
     return layout
 
 
+def rate(sc, layout: Layout) -> float:
+    """Events per simulated second, over-estimated: robots' decisions (with their messages in the
+    event tempo), orders and samples."""
+    w = sc.warehouse
+    if w.tempo == "tick":
+        decisions = (1 + w.robots) / w.tick_seconds
+    else:  # obs request, observation, command, action end, over a few hops each
+        decisions = 10 * w.robots / min(w.durations.move, w.durations.move_loaded, w.durations.turn, w.durations.load,
+                                         w.durations.noop, w.obs_timeout)
+    orders = 0.0
+    if w.orders is not None:
+        orders = 3 * w.orders.rate_per_hour / 3600 * max([1.0] + [p.factor for p in w.orders.peaks])
+    return decisions + orders + w.robots / w.sample_every
+
+
 def build(sim, net, sc, layout: Layout, brain):
     """The warehouse model on a fresh simulation; ``brain`` decides for every robot (None: an ``external`` hook will)."""
     from desim.models.warehouse.model import WarehouseModel  # lazy: Mesa costs ~1 s that `desim validate` skips
@@ -118,4 +135,4 @@ def register() -> None:
     sections.register("warehouse", SectionSpec(WarehouseCfg, owner="desim.models.warehouse",
                                                description="the warehouse model (rware rules, two tempos)"))
     models.register("warehouse", ModelSpec("warehouse", build=build, check=check, topology=topology, brain_field="brain",
-                                           description="robots on an rware-rules floor"))
+                                           rate=rate, description="robots on an rware-rules floor"))
