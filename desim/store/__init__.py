@@ -8,12 +8,15 @@ write, across processes. One reason to change per module:
 - :mod:`desim.store.rows`: rows (dicts of columns, lists of dicts, Arrow) to
   Arrow, conformed to a declared schema; JSON helpers;
 - :mod:`desim.store.catalog`: the DuckDB catalog file (the ``runs`` table and
-  views), the per-path lock, lock retries with jittered backoff;
+  views), the per-path lock, lock retries with jittered backoff, and
+  :class:`StoreError` for a path that is not a DuckDB store (checked before
+  anything is opened or created; a bad file is never modified);
 - :mod:`desim.store.parts`: atomic Parquet parts,
   ``<store>.parts/<table>/<run_id>/part-NNNNN.parquet``;
 - :mod:`desim.store.lifecycle`: begin/finish/mark, the ``run()`` context
   manager and :class:`RunHandle`, crashed-writer detection, ``code_version``;
-- :mod:`desim.store.queries`: list_runs, get_run, resolve, table, query, export;
+- :mod:`desim.store.queries`: list_runs, get_run, resolve (ids, unique
+  prefixes or suffixes, ``latest``), table, query, export (one folder per run);
 - :mod:`desim.store.core`: :class:`Store`, which owns a catalog and a parts
   folder and ties them together in ``append``.
 
@@ -24,7 +27,7 @@ policies, the dashboards or the app.
 """
 from __future__ import annotations
 
-from desim.store.catalog import StoreLockTimeout
+from desim.store.catalog import StoreError, StoreLockTimeout
 from desim.store.core import DEFAULT_STORE, Store
 from desim.store.lifecycle import KINDS, STATUSES, TERMINAL, RunHandle, code_version
 from desim.store.schema import TABLES, TableSchema, declare_table, table_schema
@@ -40,6 +43,7 @@ __all__ = [
     "KNOWN_TABLES",
     "Store",
     "RunHandle",
+    "StoreError",
     "StoreLockTimeout",
     "TableSchema",
     "code_version",

@@ -8,13 +8,20 @@ file lock is retried with jittered exponential backoff up to ``lock_timeout``
 seconds, then raises :class:`StoreLockTimeout`. Within a process a per-path
 lock serializes opens (DuckDB refuses a read-only and a read-write handle to
 one file in the same process).
+
+Before any open (and before anything is created next to it) the path is
+checked cheaply by :func:`check_store_file`: a folder, an empty, unreadable,
+too short or non-DuckDB file raises :class:`StoreError` (one line) and is left
+untouched; a DuckDB error on open becomes a :class:`StoreError` too.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import re
 import secrets
+import stat
 import threading
 import time
 from pathlib import Path
@@ -25,8 +32,8 @@ import pyarrow as pa
 
 from desim.store.schema import TABLES, duck_type
 
-__all__ = ["Catalog", "StoreLockTimeout", "RUN_COLUMNS", "SCHEMA_VERSION", "sql_str", "qi",
-           "parquet_select", "empty_view_sql"]
+__all__ = ["Catalog", "StoreError", "StoreLockTimeout", "check_store_file", "show_path", "one_line",
+           "RUN_COLUMNS", "SCHEMA_VERSION", "sql_str", "qi", "parquet_select", "empty_view_sql"]
 
 SCHEMA_VERSION = 1
 
@@ -56,6 +63,68 @@ _ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "TIMESTAMP": pa.ti
 
 class StoreLockTimeout(TimeoutError):
     """The catalog file stayed locked by another process for too long."""
+
+
+class StoreError(ValueError):
+    """A store (or export) path that cannot be used; ``str()`` is one line in
+    plain words naming the path and the problem."""
+
+
+# A DuckDB file starts with a 4 KiB main header (an 8-byte checksum, then the
+# magic "DUCK") followed by two 4 KiB database headers, so a real store is at
+# least 12 KiB long.
+DUCKDB_MAGIC = b"DUCK"
+DUCKDB_MAGIC_OFFSET = 8
+DUCKDB_MIN_SIZE = 3 * 4096
+
+
+def show_path(path: os.PathLike | str) -> str:
+    """A path for a one-line message (escaped if it holds control characters)."""
+    s = os.fspath(path)
+    return s if s.isprintable() else repr(s)
+
+
+def one_line(text: object) -> str:
+    """The first non-empty line of an error text, whitespace collapsed."""
+    for line in str(text).splitlines():
+        if line.strip():
+            return " ".join(line.split())
+    return ""
+
+
+def check_store_file(path: Path) -> bool:
+    """Whether a store file exists at ``path``; :class:`StoreError` if something
+    is there that is not a DuckDB file (a folder, an empty, unreadable, too
+    short or foreign file). Reads at most 12 bytes and changes nothing."""
+    where = show_path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        raise StoreError(f"store {where} cannot exist: a folder above it is a file") from None
+    except OSError as e:
+        raise StoreError(f"store {where} cannot be read: {one_line(e.strerror or e)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"store {where} is a folder, not a DuckDB store file")
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"store {where} is not a regular file, so not a DuckDB store")
+    if st.st_size == 0:
+        raise StoreError(f"store {where} is an empty file, not a DuckDB store")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(DUCKDB_MAGIC_OFFSET + len(DUCKDB_MAGIC))
+    except PermissionError:
+        raise StoreError(f"store {where} is not readable (permission denied)") from None
+    except OSError as e:
+        raise StoreError(f"store {where} cannot be read: {one_line(e.strerror or e)}") from None
+    if head[DUCKDB_MAGIC_OFFSET:] != DUCKDB_MAGIC:
+        raise StoreError(f"store {where} is not a DuckDB store (no DuckDB header; "
+                         f"a {st.st_size}-byte file of something else)")
+    if st.st_size < DUCKDB_MIN_SIZE:
+        raise StoreError(f"store {where} is a truncated DuckDB file ({st.st_size} bytes; "
+                         f"a DuckDB store has at least {DUCKDB_MIN_SIZE})")
+    return True
 
 
 def sql_str(s: str) -> str:
@@ -97,9 +166,16 @@ def _path_lock(path: str) -> threading.RLock:
         return lk
 
 
+def _is_damage(e: BaseException) -> bool:
+    """A DuckDB error from reading or writing the file itself (truncated, corrupt,
+    disk full), not from a statement."""
+    return isinstance(e, duckdb.IOException) or type(e) is duckdb.Error or "corrupt" in str(e).lower()
+
+
 def _is_lock_error(e: BaseException) -> bool:
-    msg = str(e).lower()
-    return isinstance(e, duckdb.Error) and ("lock" in msg or "different configuration" in msg)
+    msg = str(e).lower()  # "lock" as a word: not "block" (corrupt files mention blocks)
+    return isinstance(e, duckdb.Error) and (re.search(r"\block\b", msg) is not None
+                                            or "different configuration" in msg)
 
 
 class Catalog:
@@ -113,11 +189,15 @@ class Catalog:
 
     @contextlib.contextmanager
     def connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the catalog with lock retries (jittered exponential backoff); close it on exit."""
+        """Open the catalog with lock retries (jittered exponential backoff); close it on exit.
+        :class:`StoreError` if the file is not a usable DuckDB store (then nothing is opened)."""
         deadline = time.monotonic() + self.lock_timeout
         attempt = 0
         with self._lock:
             while True:
+                exists = check_store_file(self.path)
+                if read_only and not exists:
+                    raise StoreError(f"store {show_path(self.path)} does not exist")
                 try:
                     con = duckdb.connect(str(self.path), read_only=read_only)
                     break
@@ -127,7 +207,7 @@ class Catalog:
                         and time.monotonic() < deadline - self.lock_timeout + 2.0
                     )
                     if not transient:
-                        raise
+                        raise StoreError(f"store {show_path(self.path)} cannot be opened: {one_line(e)}") from e
                     if time.monotonic() >= deadline:
                         raise StoreLockTimeout(
                             f"store {self.path} stayed locked for {self.lock_timeout:.0f}s "
@@ -145,13 +225,18 @@ class Catalog:
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One read-write transaction (call :meth:`ensure` first)."""
         with self.connect(read_only=False) as con:
-            con.execute("BEGIN TRANSACTION")
             try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    con.execute("ROLLBACK")
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        con.execute("ROLLBACK")
+                    raise
+            except duckdb.Error as e:
+                if _is_damage(e):
+                    raise StoreError(f"store {show_path(self.path)} cannot be written: {one_line(e)}") from e
                 raise
 
     def ensure(self, views: Iterable[tuple[str, str]] = ()) -> None:
@@ -160,9 +245,34 @@ class Catalog:
         (the empty typed views of declared tables, for outside readers)."""
         if self.initialized:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
+        if not check_store_file(self.path):  # validate before creating anything
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"store {show_path(self.path)} cannot be created: "
+                                 f"{one_line(e.strerror or e)}") from None
             self._create_file()
+        else:
+            self._probe()  # a damaged store fails here, before any read-write open could touch it
+        try:
+            self._ensure_schema(views)
+        except duckdb.Error as e:  # e.g. a truncated file that opened
+            raise StoreError(f"store {show_path(self.path)} cannot be read: {one_line(e)}") from e
+        self.initialized = True
+
+    def _probe(self) -> None:
+        """Read the whole catalog (``runs`` and ``_meta``: every data block) read-only;
+        StoreError if the file is damaged (e.g. truncated past its headers)."""
+        with self.connect(read_only=True) as con:
+            for name in ("runs", "_meta"):
+                try:
+                    con.sql(f"SELECT * FROM {name}").to_arrow_table()
+                except duckdb.CatalogException:
+                    pass  # not created yet
+                except duckdb.Error as e:
+                    raise StoreError(f"store {show_path(self.path)} cannot be read: {one_line(e)}") from e
+
+    def _ensure_schema(self, views: Iterable[tuple[str, str]]) -> None:
         with self.connect(read_only=False) as con:
             cols = ", ".join(f"{n} {t}" for n, t in RUN_COLUMNS)
             con.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
@@ -180,17 +290,19 @@ class Catalog:
             for name, sql in views:
                 if name not in existing:
                     con.execute(f"CREATE OR REPLACE VIEW {qi(name)} AS {sql}")
-        self.initialized = True
 
     def _create_file(self) -> None:
         """Create an empty DuckDB file under a temp name, then hard-link it into
         place (no clobber), so no process ever opens a half-created catalog."""
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
-            con = duckdb.connect(str(tmp))
-            con.execute("CREATE TABLE IF NOT EXISTS _meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-            con.execute("CHECKPOINT")
-            con.close()
+            try:
+                con = duckdb.connect(str(tmp))
+                con.execute("CREATE TABLE IF NOT EXISTS _meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+                con.execute("CHECKPOINT")
+                con.close()
+            except duckdb.Error as e:
+                raise StoreError(f"store {show_path(self.path)} cannot be created: {one_line(e)}") from e
             try:
                 os.link(tmp, self.path)
             except FileExistsError:
@@ -205,7 +317,7 @@ class Catalog:
 
     def runs_table(self) -> pa.Table | None:
         """A copy of the ``runs`` table (None if there is no catalog yet); the lock is held only to copy."""
-        if not self.path.exists():
+        if not check_store_file(self.path):
             return None
         names = [n for n, _ in RUN_COLUMNS]
         with self.connect(read_only=True) as con:
@@ -213,6 +325,8 @@ class Catalog:
                 return con.sql(f"SELECT {', '.join(names)} FROM runs").to_arrow_table()
             except duckdb.CatalogException:
                 return None
+            except duckdb.Error as e:  # e.g. a damaged file that opened
+                raise StoreError(f"store {show_path(self.path)} cannot be read: {one_line(e)}") from e
 
     @staticmethod
     def empty_runs_table() -> pa.Table:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import duckdb
 import pyarrow as pa
 
-from desim.store.catalog import Catalog, empty_view_sql, parquet_select, qi
+from desim.store.catalog import Catalog, check_store_file, empty_view_sql, parquet_select, qi
 from desim.store.lifecycle import RunLifecycle, check_run_id
 from desim.store.parts import Parts
 from desim.store.queries import Queries
@@ -30,10 +30,14 @@ class Store(RunLifecycle, Queries):
 
     ``Store(path)`` is cheap and opens no connection; the catalog is created on
     the first write. Safe to use from many processes and threads at once.
+    :class:`~desim.store.StoreError` (one line) if ``path`` holds something that
+    is not a DuckDB store (a folder, an empty, unreadable or foreign file); such a
+    path is left exactly as it was. A path with nothing there is a new store.
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, lock_timeout: float = 60.0):
         self.path = Path(path if path is not None else DEFAULT_STORE).expanduser().absolute()
+        check_store_file(self.path)  # StoreError before anything is opened or created
         self.parts_dir = self.path.with_name(self.path.name + ".parts")
         self.lock_timeout = float(lock_timeout)
         self._catalog = Catalog(self.path, self.lock_timeout)

@@ -9,8 +9,12 @@ long queries never block writers.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -19,14 +23,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from desim.store.catalog import empty_view_sql, parquet_select, qi
+from desim.store.catalog import StoreError, empty_view_sql, one_line, parquet_select, qi, show_path, sql_str
 from desim.store.lifecycle import utcnow, with_effective_status
-from desim.store.rows import loads
+from desim.store.rows import jsonable, loads
 from desim.store.schema import TABLES, check_table_name
 
-__all__ = ["Queries"]
+__all__ = ["Queries", "LATEST", "EXPORT_FORMATS"]
 
 _JSON_COLS = ("summary", "config", "tables")
+LATEST = "latest"  # the run ref meaning the newest run by start time
+EXPORT_FORMATS = ("parquet", "csv")
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
@@ -75,29 +81,42 @@ class Queries:
         finally:
             con.close()
 
-    def resolve(self, run_id: str) -> str:
-        """Full run_id for an id or a unique prefix (or unique hex suffix)."""
-        return self.get_run(run_id)["run_id"]
+    def resolve(self, ref: str) -> str:
+        """Full run_id for ``ref``: a run id, ``latest`` (the newest run by start
+        time), a unique prefix or a unique suffix. KeyError (one line) if no run
+        or more than one run matches."""
+        return self.get_run(ref)["run_id"]
 
     def get_run(self, run_id: str, *, _exact: bool = False) -> dict[str, Any]:
-        """One run by id or unique prefix; KeyError if unknown or ambiguous."""
+        """One run by id, ``latest``, or a unique prefix/suffix (see :meth:`resolve`);
+        KeyError if unknown or ambiguous."""
         if not isinstance(run_id, str) or not run_id:
             raise KeyError(f"run_id must be a non-empty string, not {run_id!r}")
         runs = self._runs_arrow()
         ids = runs.column("run_id").to_pylist()
-        if run_id in ids:
+        where = show_path(self.path)
+        if run_id in ids:  # an exact id wins, even a run named 'latest'
             idx = ids.index(run_id)
         elif _exact:
-            raise KeyError(f"unknown run_id {run_id!r} in store {self.path}")
+            raise KeyError(f"unknown run_id {run_id!r} in store {where}")
+        elif run_id == LATEST:
+            if not ids:
+                raise KeyError(f"no runs in store {where}, so no `latest` run")
+            started = runs.column("started_at").to_pylist()
+            idx = max(range(len(ids)), key=lambda i: (started[i] is not None, started[i] or 0, ids[i]))
         else:
             cand = [i for i, r in enumerate(ids) if r.startswith(run_id)]
+            how = "prefix"
             if not cand:
                 cand = [i for i, r in enumerate(ids) if r.endswith(run_id)]
+                how = "suffix"
             if not cand:
-                raise KeyError(f"no run matches {run_id!r} in store {self.path} ({len(ids)} runs)")
+                raise KeyError(f"no run matches {run_id!r} in store {where} ({len(ids)} runs)")
             if len(cand) > 1:
-                shown = ", ".join(ids[i] for i in cand[:5]) + (", ..." if len(cand) > 5 else "")
-                raise KeyError(f"run id prefix {run_id!r} is ambiguous: {len(cand)} runs match ({shown})")
+                cand.sort(key=lambda i: ids[i])
+                shown = ", ".join(ids[i] for i in cand[:3]) + (", ..." if len(cand) > 3 else "")
+                raise KeyError(f"run id {how} {run_id!r} is ambiguous: {len(cand)} runs match ({shown}); "
+                               f"give more of the id, or `latest`")
             idx = cand[0]
         return _decode(runs.slice(idx, 1).to_pylist()[0])
 
@@ -174,29 +193,114 @@ class Queries:
         finally:
             con.close()
 
-    def export_parquet(self, run_id: str, out_dir: str | os.PathLike) -> list[Path]:
-        """Write ``run.parquet`` (the runs row) and one ``<table>.parquet`` per
-        table that has rows for the run into ``out_dir``; return the paths."""
+    def export(self, run_id: str, out_dir: str | os.PathLike, fmt: str = "parquet", *,
+               overwrite: bool = False) -> list[Path]:
+        """Export one run into ``out_dir/<run_id>/``: ``run.json`` (its catalog row:
+        config, summary, tables, status, ...) and one ``<table>.parquet`` or
+        ``<table>.csv`` per table that has rows for the run. Return the paths.
+
+        ``run_id``: an id, ``latest`` or a unique prefix/suffix. One folder per
+        run, so exporting several runs into one ``out_dir`` keeps them all. A run
+        folder that already holds files is refused (:class:`StoreError`) unless
+        ``overwrite`` (then files of the same name are replaced, others kept).
+        ``out_dir`` being a file is a :class:`StoreError`; an unknown ``fmt`` a
+        ValueError. Files are written under temporary names and renamed into
+        place only once all are written, so a failed export leaves no half files.
+        """
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"export format must be one of {EXPORT_FORMATS}, not {fmt!r}")
         run_id = self.resolve(run_id)
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths: list[Path] = []
-        runs = self._runs_arrow()
-        p = out / "run.parquet"
-        pq.write_table(runs.filter(pc.equal(runs.column("run_id"), run_id)), p)
-        paths.append(p)
-        for name in self.table_names():
-            files = self._parts.files(name, [run_id])
-            if not files:
-                continue
-            con = self._cursor()
-            try:
-                tbl = con.sql(parquet_select(files=files)).to_arrow_table()
-            finally:
-                con.close()
-            p = out / f"{name}.parquet"
-            tmp = out / f".{name}.parquet.tmp"
-            pq.write_table(tbl, tmp)
-            os.replace(tmp, p)
-            paths.append(p)
-        return paths
+        if out.exists() and not out.is_dir():
+            raise StoreError(f"export folder {show_path(out)} is a file, not a folder")
+        dest = out / run_id
+        if dest.exists() and not dest.is_dir():
+            raise StoreError(f"export folder {show_path(dest)} is a file, not a folder")
+        if dest.is_dir() and not overwrite:
+            have = sorted(p.name for p in dest.iterdir())
+            if have:
+                raise StoreError(f"export folder {show_path(dest)} already holds {len(have)} file(s) "
+                                 f"({', '.join(have[:3])}{', ...' if len(have) > 3 else ''}); "
+                                 f"not overwriting an earlier export of run {run_id}")
+        return self._export_files(run_id, dest, fmt, run_file="run.json")
+
+    def export_parquet(self, run_id: str, out_dir: str | os.PathLike) -> list[Path]:
+        """The old export: ``run.parquet`` (the runs row) and one ``<table>.parquet``
+        per table with rows for the run, straight into ``out_dir`` (replacing files
+        of the same name). Prefer :meth:`export` (one folder per run, ``run.json``)."""
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise StoreError(f"export folder {show_path(out)} is a file, not a folder")
+        return self._export_files(self.resolve(run_id), out, "parquet", run_file="run.parquet")
+
+    def _export_files(self, run_id: str, dest: Path, fmt: str, run_file: str) -> list[Path]:
+        """Write the run row and the run's tables into a staging folder next to
+        ``dest``, then move them into ``dest``; nothing is left behind on failure."""
+        created: list[Path] = []  # folders this export made (removed again on failure)
+        for d in reversed([dest, *dest.parents]):
+            if not d.exists():
+                try:
+                    d.mkdir()
+                except FileExistsError:
+                    if not d.is_dir():
+                        self._remove_empty(created)
+                        raise StoreError(f"export folder {show_path(d)} is a file, not a folder") from None
+                    continue
+                except OSError as e:
+                    self._remove_empty(created)
+                    raise StoreError(f"export folder {show_path(d)} cannot be created: "
+                                     f"{one_line(e.strerror or e)}") from None
+                created.append(d)
+            elif not d.is_dir():
+                self._remove_empty(created)
+                raise StoreError(f"export folder {show_path(d)} is a file, not a folder")
+        stage = dest.parent / f".{dest.name}.export-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        moved: list[Path] = []
+        new: list[Path] = []  # moved files that did not exist before (removed on failure)
+        try:
+            stage.mkdir()
+            names: list[str] = []
+            if run_file.endswith(".json"):
+                row = self.get_run(run_id, _exact=True)
+                (stage / run_file).write_text(json.dumps(jsonable(row), indent=2, sort_keys=True) + "\n")
+            else:
+                runs = self._runs_arrow()
+                pq.write_table(runs.filter(pc.equal(runs.column("run_id"), run_id)), stage / run_file)
+            names.append(run_file)
+            for name in self.table_names():
+                files = self._parts.files(name, [run_id])
+                if not files:
+                    continue
+                fname = f"{name}.{fmt}"
+                con = self._cursor()
+                try:
+                    if fmt == "parquet":
+                        pq.write_table(con.sql(parquet_select(files=files)).to_arrow_table(), stage / fname)
+                    else:
+                        con.execute(f"COPY ({parquet_select(files=files)}) TO {sql_str(str(stage / fname))} "
+                                    f"(FORMAT csv, HEADER true)")
+                finally:
+                    con.close()
+                names.append(fname)
+            for fname in names:  # every file is whole: now move them into place
+                existed = (dest / fname).exists()
+                os.replace(stage / fname, dest / fname)
+                moved.append(dest / fname)
+                if not existed:
+                    new.append(dest / fname)
+        except BaseException:
+            for p in new:  # an overwritten file keeps its (whole) new version; new files go
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            shutil.rmtree(stage, ignore_errors=True)
+            self._remove_empty(created)
+            raise
+        with contextlib.suppress(OSError):
+            stage.rmdir()
+        return moved
+
+    @staticmethod
+    def _remove_empty(folders: list[Path]) -> None:
+        for d in reversed(folders):
+            with contextlib.suppress(OSError):
+                d.rmdir()
