@@ -109,10 +109,11 @@ class _Bar:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
-            self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+            # the label (algo and scenario name) is the user's text: the task's description, printed literally
+            self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[sps]:>7.0f} env steps/s"), TextColumn("return {task.fields[ret]}"),
                                 TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+                                TimeRemainingColumn(), console=Console(stderr=True, emoji=False, highlight=False), transient=False)
             self.bar.start()
             self.task = self.bar.add_task(label, total=self.total, sps=0.0, ret="-", note="")
 

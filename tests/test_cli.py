@@ -124,8 +124,8 @@ def test_warehouse_run_json_store_and_runs_commands(tmp_path):
     assert shown.returncode == 0 and "contention" in shown.stdout and "timeseries" in shown.stdout
     exp = desim("runs", "export", out["run_id"], "--store", store, "--out", tmp_path / "exp")
     assert exp.returncode == 0
-    files = {p.name for p in (tmp_path / "exp").iterdir()}
-    assert {"run.parquet", "contention.parquet", "timeseries.parquet", "orders.parquet"} <= files
+    files = {p.name for p in (tmp_path / "exp" / out["run_id"]).iterdir()}
+    assert {"run.json", "contention.parquet", "timeseries.parquet", "orders.parquet"} <= files
     bad = desim("runs", "show", "nope", "--store", store)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 

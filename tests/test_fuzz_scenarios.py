@@ -16,8 +16,6 @@ tally (cases, outcomes, time) is printed with ``-s`` and checked at the end.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -34,7 +32,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings, strategies as st
 from pydantic import BaseModel
 
-from desim.app import cli
+from cli_support import call
 from desim.registry import sections
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,23 +52,6 @@ class CaseTimeout(Exception):
 
 def _alarm(signum, frame):  # pragma: no cover - only on a hang
     raise CaseTimeout(f"case took longer than {CASE_LIMIT_S} s")
-
-
-def call(*args: str) -> tuple[int, str, str]:
-    """The console entry point in this process: (exit code, stdout, stderr); an escaping exception fails."""
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.argv
-    sys.argv = ["desim", *args]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = old
-    return code, out.getvalue(), err.getvalue()
 
 
 # -- mutations ------------------------------------------------------------------------

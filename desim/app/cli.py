@@ -1,11 +1,15 @@
 """The ``desim`` command line."""
 from __future__ import annotations
 
+import enum
 import json
+import math
+import re
+import socket
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -15,7 +19,7 @@ from desim.app.recording import record_run
 from desim.app.runner import prepare as plan_of, run as run_scenario
 from desim.app.scenario import ScenarioError, load
 from desim.policies.spec import check_brain, learner_names
-from desim.store import DEFAULT_STORE, Store
+from desim.store import DEFAULT_STORE, KINDS, Store, StoreError
 
 try:  # typer >= 0.20 vendors click; older ones use the real one
     from typer._click.exceptions import UsageError as _VendoredUsageError
@@ -32,13 +36,20 @@ except ImportError:  # pragma: no cover
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="desim: a discrete-event test bench for multi-agent RL under production conditions.")
-console = Console()
-err_console = Console(stderr=True)
+# User values (scenario names, brain specs, paths, run ids) are printed as they are: no rich markup,
+# no emoji codes, no highlighting, on every console this CLI prints through.
+# Lines are never folded (soft_wrap): a path or an id stays whole for the next command to read.
+console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+Kind = enum.Enum("Kind", {k: k for k in KINDS}, type=str)  # run, train, sweep: an enumerated flag is a Choice
+ExportFormat = enum.Enum("ExportFormat", {"parquet": "parquet", "csv": "csv"}, type=str)
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 def fail(message: str, code: int = 2) -> None:
     """One line on stderr, non-zero exit: the only way bad input leaves desim."""
-    err_console.print(f"desim: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(f"desim: error: {' '.join(str(message).split())}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -106,7 +117,7 @@ def validate(scenario: Path = typer.Argument(..., help="scenario TOML file")) ->
         sc = load(scenario)
     except ScenarioError as e:
         fail(str(e))
-    console.print(f"{scenario}: ok ({sc.name})", markup=False)
+    console.print(f"{scenario}: ok ({sc.name})")
 
 
 @app.command()
@@ -131,13 +142,15 @@ def run(
             check_brain(brain)  # the spec only: the brain itself is built once, by the run
         except ValueError as e:
             fail(f"--brain: {e}")
+    if not no_store:
+        _store(store, must_exist=False)  # a path that is not a store: one line now, before anything runs or is written
     progress = _LazyProgress(until or sc.until, enabled=not json_out and sys.stderr.isatty())
     try:
         if not no_store:
             summary = record_run(sc, scenario, store, seed=seed, until=until, progress=progress, brain=brain)
         else:
             summary = run_scenario(sc, seed, until, file=str(scenario), progress=progress, brain=brain).summary
-    except ScenarioError as e:
+    except (ScenarioError, StoreError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", 130)
@@ -163,10 +176,17 @@ def dash(
     app_path = Path(spec.origin) if spec is not None and spec.origin else Path("desim/dashboards/app.py")
     if not app_path.exists():
         fail(f"dashboard app not found at {app_path}")
+    if store is not None and Path(store).exists():
+        _store(store)  # a file that is not a store: say so here, not on every page
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # Streamlit would fail after our banner
+        try:
+            probe.bind(("", port))
+        except OSError:
+            fail(f"--port: port {port} is in use (is a dashboard already running? pass another --port)")
     env = dict(os.environ, DESIM_STORE=str(Path(store or DEFAULT_STORE).resolve()))
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
            "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
-    console.print(f"desim dashboard on http://localhost:{port} (store {env['DESIM_STORE']}); Ctrl-C to stop", markup=False)
+    console.print(f"desim dashboard on http://localhost:{port} (store {env['DESIM_STORE']}); Ctrl-C to stop")
     sys.stdout.flush()
     os.execve(sys.executable, cmd, env)  # become Streamlit: signals reach the server itself
 
@@ -187,15 +207,19 @@ def train(
 
     if algo not in learner_names():
         fail(f"--algo: unknown algo {algo!r} (expected one of {', '.join(learner_names())})")
+    if not DEVICE.match(device):
+        fail(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
     if steps <= 0:
         fail(f"--steps: must be positive, got {steps}")
     if seed < 0:
         fail(f"--seed: must be non-negative, got {seed}")
     try:
         sc = load(scenario)
+        if store is not None or Path(DEFAULT_STORE).exists():
+            _store(store, must_exist=False)  # before training: a bad store path costs nothing
         result = run_training(sc, algo, steps, scenario_text=Path(scenario).read_text(), file=str(scenario), device=device, seed=seed, out_dir=out, store_path=store,
                               progress=not json_out)
-    except (ScenarioError, ValueError) as e:
+    except (ScenarioError, StoreError, ValueError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", 130)
@@ -221,82 +245,159 @@ runs_app = typer.Typer(no_args_is_help=True, help="List, show and export recorde
 app.add_typer(runs_app, name="runs")
 
 
-def _store(path: Optional[Path]):
-    p = path or DEFAULT_STORE
-    if not Path(p).exists():
-        fail(f"no store at {p} (run `desim run SCENARIO` first, or pass --store)")
-    return Store(p)
+def _store(path: Optional[Path], *, must_exist: bool = True) -> Store:
+    """The results store at ``path`` (default runs/desim.duckdb); one line and exit 2 when it is not one."""
+    p = Path(path or DEFAULT_STORE)
+    if must_exist and not p.exists():
+        fail(f"no store at {p} (run `desim run SCENARIO --store {p}` first, or pass --store)")
+    try:
+        return Store(p)
+    except StoreError as e:
+        fail(str(e))
+
+
+def _resolve(st: Store, ref: str) -> str:
+    try:
+        return st.resolve(ref)
+    except KeyError as e:
+        fail(str(e.args[0] if e.args else e))
+    except StoreError as e:
+        fail(str(e))
+
+
+def _print_table(t: Table) -> None:
+    """A table on stdout; piped, it keeps its natural width (up to 300 columns) instead of folding to 80."""
+    if sys.stdout.isatty():
+        console.print(t)
+    else:
+        Console(file=sys.stdout, width=300, markup=False, emoji=False, highlight=False).print(t)
+
+
+def _fmt(v: Any) -> str:
+    """A figure as a person reads it: thousands separated, at most 4 significant digits after the point."""
+    if isinstance(v, bool) or v is None:
+        return "-" if v is None else ("yes" if v else "no")
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        if v == int(v) and abs(v) < 1e15:
+            return f"{int(v):,}"
+        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.1f}"
+    return str(v)
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out += _flatten(v, key + ".")
+        elif isinstance(v, list) and v and all(isinstance(x, (int, float, str)) for x in v) and len(v) <= 8:
+            out.append((key, ", ".join(_fmt(x) for x in v)))
+        elif isinstance(v, (dict, list)):
+            out.append((key, f"{len(v)} items" if v else "-"))
+        else:
+            out.append((key, v))
+    return out
 
 
 @runs_app.command("list")
 def runs_list(
     store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
-    kind: Optional[str] = typer.Option(None, help="run, train or sweep"),
+    kind: Optional[Kind] = typer.Option(None, help="only runs of this kind"),
     limit: int = typer.Option(20, min=1, help="newest N runs"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """The newest runs in the store."""
-    rows = _store(store).list_runs(kind=kind, limit=limit)
+    """The newest runs in the store (ids are never cut: copy one into `desim runs show`)."""
+    st = _store(store)
+    try:
+        rows = st.list_runs(kind=kind.value if kind else None, limit=limit)
+    except StoreError as e:
+        fail(str(e))
     if json_out:
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
         return
     if not rows:
-        console.print("no runs yet: run `desim run SCENARIO`")
+        what = f"no {kind.value} runs" if kind else "no runs yet"
+        console.print(f"{what} in {st.path}: run `desim run SCENARIO --store {st.path}`")
         return
-    t = Table(title=f"runs ({len(rows)} newest)")
-    for col in ("run_id", "kind", "scenario", "seed", "brain", "status", "started", "headline"):
-        t.add_column(col)
+    t = Table(title=f"runs in {st.path} ({len(rows)} newest)")
+    t.add_column("run_id", no_wrap=True, min_width=max(len(r["run_id"]) for r in rows))
+    for col in ("kind", "scenario", "seed", "brain", "status", "started (UTC)", "headline"):
+        t.add_column(col, no_wrap=col in ("kind", "status", "seed"))
     for r in rows:
-        s = r.get("summary") or {}
-        headline = (f"{s['deliveries']} deliveries" if "deliveries" in s else
-                    f"{s['messages']['delivered']}/{s['messages']['sent']} msgs" if "messages" in s else "")
-        t.add_row(r["run_id"], r["kind"], str(r.get("scenario") or ""), str(r.get("seed")), str(r.get("brain") or ""),
+        sm = r.get("summary") or {}
+        headline = (f"{_fmt(sm['deliveries'])} deliveries" if "deliveries" in sm else
+                    f"{_fmt(sm['messages']['delivered'])}/{_fmt(sm['messages']['sent'])} msgs" if "messages" in sm else
+                    f"{_fmt(sm['steps'])} env steps" if "steps" in sm else "")
+        t.add_row(r["run_id"], r["kind"], str(r.get("scenario") or ""), _fmt(r.get("seed")), str(r.get("brain") or ""),
                   r["status"], str(r.get("started_at"))[:19], headline)
-    console.print(t)
+    _print_table(t)  # ids are never cut: piped, rows keep their width; in a terminal the other columns wrap
 
 
 @runs_app.command("show")
 def runs_show(
-    run_id: str = typer.Argument(..., help="run id, or a unique prefix or suffix of one"),
+    run_id: str = typer.Argument(..., help="run id, a unique prefix or suffix of one, or `latest`"),
     store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
-    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    json_out: bool = typer.Option(False, "--json", help="print the run as one JSON object (for machines)"),
 ) -> None:
-    """One run: its status, configuration, headline figures and tables."""
+    """One run: what ran, its status and its headline figures, rounded for reading."""
+    st = _store(store)
+    rid = _resolve(st, run_id)
     try:
-        r = _store(store).get_run(run_id)
-    except KeyError as e:
-        fail(str(e.args[0] if e.args else e))
+        r = st.get_run(rid)
+    except (KeyError, StoreError) as e:
+        fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
     if json_out:
         sys.stdout.write(json.dumps(r, default=str) + "\n")
         return
-    t = Table(title=f"run {r['run_id']}", show_header=False)
-    t.add_column(style="bold")
-    t.add_column()
-    for key in ("kind", "scenario", "seed", "brain", "status", "code_version", "started_at", "finished_at", "reason"):
+    t = Table(title=f"run {r['run_id']}", show_header=False, title_justify="left")
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")
+    shown = {"run_id"}
+    for key in ("kind", "scenario", "seed", "brain", "status", "reason", "started_at", "finished_at", "code_version"):
         if r.get(key) is not None:
-            t.add_row(key, str(r[key]))
-    for key, value in (r.get("summary") or {}).items():
-        if key not in ("faults", "run_id"):
-            t.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
-    for name, info in (r.get("tables") or {}).items():
-        t.add_row(f"table {name}", json.dumps(info, default=str))
-    console.print(t)
+            t.add_row(key.replace("_", " "), _fmt(r[key]) if key == "seed" else str(r[key])[:19] if key.endswith("_at") else str(r[key]))
+            shown.add(key)
+    summary = r.get("summary") or {}
+    skip = shown | {"faults", "trace_hash"}
+    rows = [(k, v) for k, v in _flatten({k: v for k, v in summary.items() if k not in skip})]
+    if rows:
+        t.add_section()
+        for k, v in rows:
+            t.add_row(k.replace("_", " "), _fmt(v))
+    if summary.get("trace_hash"):
+        t.add_row("trace hash", str(summary["trace_hash"]))
+    if summary.get("faults"):
+        t.add_row("faults", f"{len(summary['faults'])} events")
+    tables = r.get("tables") or {}
+    if tables:
+        t.add_section()
+        for name, info in tables.items():
+            n = info.get("rows") if isinstance(info, dict) else info
+            t.add_row(f"table {name}", f"{_fmt(n)} rows" if isinstance(n, (int, float)) else str(info))
+    _print_table(t)
 
 
 @runs_app.command("export")
 def runs_export(
-    run_id: str = typer.Argument(..., help="run id (or unique prefix)"),
-    out: Path = typer.Option(Path("export"), help="output folder for the Parquet files"),
+    run_id: str = typer.Argument(..., help="run id, a unique prefix or suffix of one, or `latest`"),
+    out: Path = typer.Option(Path("export"), help="folder to export into; each run gets its own folder OUT/RUN_ID"),
+    fmt: ExportFormat = typer.Option(ExportFormat.parquet, "--format", help="file format of the tables"),
+    overwrite: bool = typer.Option(False, help="replace an earlier export of the same run"),
     store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
 ) -> None:
-    """Export a run and its tables as Parquet files."""
+    """Export a run (run.json) and its tables (Parquet, or CSV on request) into OUT/RUN_ID/."""
     st = _store(store)
+    rid = _resolve(st, run_id)
     try:
-        paths = st.export_parquet(st.resolve(run_id), out)
-    except KeyError as e:
-        fail(str(e.args[0] if e.args else e))
+        paths = st.export(rid, out, fmt=fmt.value, overwrite=overwrite)
+    except (StoreError, OSError) as e:
+        fail(str(e) if isinstance(e, StoreError) else f"cannot export into {out}: {e.strerror or e}")
     for p in paths:
-        console.print(str(p), markup=False)
+        console.print(str(p))
 
 
 def main() -> None:
@@ -308,7 +409,7 @@ def main() -> None:
             sys.exit(0)
         ctx = getattr(e, "ctx", None)
         where = f" ({ctx.command_path})" if ctx is not None else ""
-        err_console.print(f"desim: error{where}: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"desim: error{where}: {' '.join(e.format_message().split())}", soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
