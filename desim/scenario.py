@@ -35,6 +35,15 @@ class ScenarioError(ValueError):
         super().__init__(f"{file}: {field}: {problem}" if field else f"{file}: {problem}")
 
 
+class FieldError(ValueError):
+    """Raised by a section's validator about one of its nested fields: ``path`` (e.g. ``("mappo", "lr")``)
+    is added to the section's place in the file, so the user reads ``train.mappo.lr: problem``."""
+
+    def __init__(self, path: tuple, problem: str):
+        self.path, self.problem = tuple(path), problem
+        super().__init__(problem)
+
+
 class Section(BaseModel):
     """Base of every scenario section: unknown fields are errors, values are frozen, numbers are finite.
 
@@ -69,6 +78,10 @@ def error_of(e: ValidationError, file: str, prefix: tuple = ()) -> ScenarioError
     """The first problem of a pydantic error as one ScenarioError line (``and N more`` when there are more)."""
     err = e.errors()[0]
     msg = err["msg"].removeprefix("Value error, ")
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldError):
+        err = {**err, "loc": tuple(err["loc"]) + cause.path}
+        msg = cause.problem
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
     if err["type"] == "missing":

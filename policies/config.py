@@ -7,7 +7,7 @@ from pydantic import ConfigDict, Field, model_serializer, model_validator
 
 from desim.registry import policies
 from desim.policies.spec import learner_class
-from desim.scenario import Section
+from desim.scenario import FieldError, Section
 
 
 class TrainConfig(Section):
@@ -55,7 +55,7 @@ class TrainConfig(Section):
             try:
                 make_config(learner_class(algo).Config, table)
             except ConfigError as e:
-                raise ValueError(f"{algo}.{e}") from None
+                raise FieldError((algo, e.field), e.problem) from None
         return self
 
     @model_serializer(mode="wrap")

@@ -54,7 +54,7 @@ epochs = 2
     (("--algo", "dqn", "--steps", "10"), ("unknown algo 'dqn'", "mappo")),
     (("--algo", "mappo", "--steps", "0"), ("--steps", "positive")),
     (("--algo", "mappo", "--steps", "-5"), ("--steps",)),
-    (("--algo", "mappo", "--steps", "10", "--device", "bogus"), ("device 'bogus'",)),
+    (("--algo", "mappo", "--steps", "10", "--device", "bogus"), ("--device", "'bogus'")),
 ])
 def test_bad_arguments_are_one_line_exit_2(args, needles, tmp_path):
     one_line_error(desim("train", ROOT / "scenarios" / "train-tiny.toml", *args, "--store", tmp_path / "s.duckdb"), *needles)
