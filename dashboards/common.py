@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from desim.dashboards import data as D
+from desim.store import StoreError
 
 SELECTED = "selected_runs"  # session-state key shared by every page (not a widget key)
 
@@ -25,7 +26,11 @@ def runs() -> list[dict]:
     """Every run in the store, newest first (a dead writer's run shows as 'crashed').
     Re-read when the catalog file changes, and at least every 2 s."""
     path = D.store_path()
-    return _runs(path, D.catalog_stamp(path))
+    try:
+        return _runs(path, D.catalog_stamp(path))
+    except StoreError as e:  # a file that is not a store: one line on every page, nothing written
+        st.error(str(e))
+        st.stop()
 
 
 def version(rs: list[dict] | None = None) -> tuple:

@@ -352,3 +352,14 @@ def test_empty_store_says_so(tmp_path, monkeypatch, page, text):
     at = app(page)
     assert any(i.value.startswith(text) for i in at.info), [i.value for i in at.info]
     assert not (tmp_path / "nothing").exists()  # reading never creates a store
+
+
+@pytest.mark.parametrize("page", [None, "convergence", "contention", "network", "whatif"])
+def test_a_file_that_is_not_a_store_is_one_line_on_every_page(tmp_path, monkeypatch, page):
+    bad = tmp_path / "notes.duckdb"
+    bad.write_text("my notes, not a store\n")
+    monkeypatch.setenv("DESIM_STORE", str(bad))
+    at = app(page)
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] and all(str(bad) in e.value and "\n" not in e.value for e in at.error)
+    assert bad.read_text() == "my notes, not a store\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.duckdb"]

@@ -377,7 +377,7 @@ def runs_show(
         t.add_section()
         for name, info in tables.items():
             n = info.get("rows") if isinstance(info, dict) else info
-            t.add_row(f"table {name}", f"{_fmt(n)} rows" if isinstance(n, (int, float)) else str(info))
+            t.add_row(f"table {name}", f"{_fmt(n)} row{'' if n == 1 else 's'}" if isinstance(n, (int, float)) else str(info))
     _print_table(t)
 
 
@@ -395,7 +395,8 @@ def runs_export(
     try:
         paths = st.export(rid, out, fmt=fmt.value, overwrite=overwrite)
     except (StoreError, OSError) as e:
-        fail(str(e) if isinstance(e, StoreError) else f"cannot export into {out}: {e.strerror or e}")
+        msg = str(e) if isinstance(e, StoreError) else f"cannot export into {out}: {e.strerror or e}"
+        fail(msg + (" (pass --overwrite to replace it)" if "not overwriting" in msg else ""))
     for p in paths:
         console.print(str(p))
 
@@ -409,7 +410,7 @@ def main() -> None:
             sys.exit(0)
         ctx = getattr(e, "ctx", None)
         where = f" ({ctx.command_path})" if ctx is not None else ""
-        err_console.print(f"desim: error{where}: {' '.join(e.format_message().split())}", soft_wrap=True)
+        err_console.print(f"desim: error{where}: {' '.join(e.format_message().replace('Value error, ', '').split())}", soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
