@@ -25,7 +25,7 @@ class TrainConfig(Section):
     margin_abs: float = Field(1.0, ge=0, le=1e9, description="a candidate may trail the incumbent by this much return ...")
     margin_frac: float = Field(0.1, ge=0, le=1e3, description="... plus this fraction of the incumbent's return, and still be promoted")
     rollback: bool = Field(True, description="False: every candidate is promoted (no gate)")
-    log_every_s: float = Field(2.0, ge=0.01, le=86_400, description="seconds between appends of curve rows to the store")
+    log_every_s: float = Field(2.0, ge=0, le=86_400, description="seconds between appends of curve rows to the store")
     obs_radius: int = Field(1, ge=0, le=20, description="observation window radius (obs_dim = 14 + 5 (2r+1)^2)")
     torch_threads: int = Field(1, ge=0, le=1024, description="CPU threads for torch (small networks gain nothing from more; 0: torch's default)")
     shaping: float = Field(0.0, ge=-1e6, le=1e6, description="potential-based reward shaping weight w (0: off, rware's reward)")
