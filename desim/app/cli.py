@@ -241,6 +241,127 @@ def train(
     console.print(t)
 
 
+Backend = enum.Enum("Backend", {"local": "local", "ray": "ray"}, type=str)
+
+
+@app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., metavar="SWEEP", help="sweep TOML file (see docs/capacity.md)"),
+    backend: Backend = typer.Option(Backend.local, help="where runs go: a local process pool, or Ray"),
+    address: Optional[str] = typer.Option(None, help="ray: the cluster to join (auto, or ray://HOST:10001); none starts a local Ray"),
+    workers: Optional[int] = typer.Option(None, min=1, max=1024, help="worker processes (default: this machine's CPUs)"),
+    store: Optional[Path] = typer.Option(None, help="results store (DuckDB file); default runs/desim.duckdb"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Run a sweep: every point x replication (common random numbers), results to the store as they finish.
+
+    Running the same sweep again resumes it: finished runs are not run again."""
+    from desim.app import sweep as S  # lazy: the sweep machinery and its backends, only for this command
+    from desim.app.sweep_backends import backend as make_backend
+
+    if address and backend is not Backend.ray:
+        fail("--address: only for --backend ray")
+    try:
+        sw = S.load_sweep(sweep_file)
+    except ScenarioError as e:
+        fail(str(e))
+    st = _store(store, must_exist=False)
+    try:
+        be = make_backend(backend.value, workers=workers, address=address)
+    except (RuntimeError, ValueError) as e:
+        fail(str(e))
+    except Exception as e:  # Ray could not start or join: its message, on one line
+        fail(f"--backend ray: cannot start or join Ray ({type(e).__name__}: {e})")
+    bar = _SweepBar(enabled=not json_out and sys.stderr.isatty())
+    try:
+        rid, results = S.execute(sw, st, be, progress=bar.update, on_start=bar.start)
+    except KeyboardInterrupt:
+        bar.close()
+        fail("interrupted: finished runs are kept; run the same command again to resume", 130)
+    except (ScenarioError, StoreError) as e:
+        bar.close()
+        fail(str(e))
+    finally:
+        bar.close()
+        if hasattr(be, "close"):
+            be.close()
+    report = S.summarise(sw, rid, results)
+    if json_out:
+        sys.stdout.write(json.dumps(report, default=float) + "\n")
+        return
+    _print_sweep(report)
+
+
+class _SweepBar:
+    """A progress bar over a sweep's runs (resumed runs count from where they were), with an ETA."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.task = enabled, None, None
+
+    def start(self, run_id: str, already: int) -> None:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("runs"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                console=err_console, transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(f"sweep {run_id}", total=None, completed=already)
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _print_sweep(report: dict) -> None:
+    metrics = report["metrics"]
+    t = Table(title=f"sweep {report['sweep_id']} — {report['name']}: {report['runs']} runs, "
+                    f"{report['replications']} replications per point (95% intervals)")
+    for p in report["paths"]:
+        t.add_column(p, no_wrap=True)
+    for m in metrics:
+        t.add_column(m, justify="right")
+    for pt in report["points"]:
+        cells = [_fmt(pt["params"][p]) for p in report["paths"]]
+        for m in metrics:
+            c = pt["metrics"].get(m)
+            cells.append("-" if c is None or c["mean"] is None else
+                         f"{_fmt(c['mean'])} ± {_fmt(c['half_width'])}" if c["n"] > 1 and math.isfinite(c["half_width"]) else _fmt(c["mean"]))
+        t.add_row(*cells)
+    _print_table(t)
+    for line in report.get("findings", []):
+        console.print(line)
+
+
+@app.command()
+def report(
+    sweep_id: str = typer.Argument(..., help="a sweep's run id (or unique prefix/suffix, or `latest` sweep)"),
+    out: Optional[Path] = typer.Option(None, help="folder for report.md and its PNG plots (default reports/SWEEP_ID)"),
+    store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
+) -> None:
+    """Write a sweep's report: Markdown with PNG plots (intervals, the saturation point, where time goes)."""
+    from desim.app.report import write_report  # lazy: matplotlib, only for this command
+
+    st = _store(store)
+    if sweep_id == "latest":
+        sweeps = st.list_runs(kind="sweep", limit=1)
+        if not sweeps:
+            fail(f"no sweeps in {st.path}: run `desim sweep SWEEP.toml --store {st.path}` first")
+        rid = sweeps[0]["run_id"]
+    else:
+        rid = _resolve(st, sweep_id)
+    try:
+        path = write_report(st, rid, out)
+    except (ValueError, StoreError, OSError) as e:
+        fail(str(e))
+    console.print(str(path))
+
+
 runs_app = typer.Typer(no_args_is_help=True, help="List, show and export recorded runs.")
 app.add_typer(runs_app, name="runs")
 
