@@ -298,7 +298,7 @@ class _SweepBar:
     def __init__(self, enabled: bool):
         self.enabled, self.bar, self.task = enabled, None, None
 
-    def start(self, run_id: str, already: int) -> None:
+    def start(self, run_id: str, already: int, total: int) -> None:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -306,7 +306,7 @@ class _SweepBar:
                                 TextColumn("runs"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                 console=err_console, transient=False)
             self.bar.start()
-            self.task = self.bar.add_task(f"sweep {run_id}", total=None, completed=already)
+            self.task = self.bar.add_task(f"sweep {run_id}", total=total, completed=already)
 
     def update(self, done: int, total: int) -> None:
         if self.bar is not None:

@@ -287,7 +287,7 @@ def finished(store, run_id: str) -> dict[tuple[int, int], dict]:
 
 
 def execute(sweep: Sweep, store, backend, *, progress: Callable[[int, int], None] | None = None,
-            on_start: Callable[[str, int], None] | None = None) -> tuple[str, list[dict]]:
+            on_start: Callable[[str, int, int], None] | None = None) -> tuple[str, list[dict]]:
     """Run a sweep's unfinished tasks on ``backend``, recording each result as it arrives.
 
     Returns (sweep run id, every result row, finished before or now). The sweep's run row is
@@ -303,10 +303,10 @@ def execute(sweep: Sweep, store, backend, *, progress: Callable[[int, int], None
         store.mark(rid, "running", reason=None)
     done = finished(store, rid)
     todo = [t for t in sweep.tasks if (t.point, t.rep) not in done]
-    if on_start is not None:
-        on_start(rid, len(done))
     results = list(done.values())
     n = len(sweep.tasks)
+    if on_start is not None:
+        on_start(rid, len(done), n)
     try:
         for row in backend.map(run_task, todo):
             store.append(rid, SWEEP_POINTS, [row])  # as it arrives: a killed sweep loses no finished task
