@@ -27,6 +27,7 @@ pages = [
     st.Page(_PAGES / "contention.py", title="Contention", icon=":material/grid_on:", url_path="contention"),
     st.Page(_PAGES / "network.py", title="Network", icon=":material/lan:", url_path="network"),
     st.Page(_PAGES / "whatif.py", title="What-if", icon=":material/science:", url_path="what-if"),
+    st.Page(_PAGES / "capacity.py", title="Capacity", icon=":material/stacked_line_chart:", url_path="capacity"),
 ]
 page = st.navigation(pages)
 

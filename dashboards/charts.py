@@ -131,22 +131,6 @@ def credit_bars(df: pd.DataFrame) -> alt.Chart:
     ).properties(height=230, title="per-agent credit")
 
 
-def compare_bars(df: pd.DataFrame) -> alt.Chart:
-    """The what-if's change from the baseline per figure, in percent; green where it is
-    an improvement (lower is better for latency, deadlocks, collisions), red where worse."""
-    d = df[df["baseline"].notna() & df["what_if"].notna()].copy()
-    d = d[d["baseline"].astype(float) != 0]
-    d["change_pct"] = (d["what_if"].astype(float) - d["baseline"].astype(float)) / d["baseline"].astype(float).abs() * 100
-    d["effect"] = ["better" if (c < 0) == low and c != 0 else ("same" if c == 0 else "worse")
-                   for c, low in zip(d["change_pct"], d["lower_better"])]
-    return alt.Chart(d).mark_bar().encode(
-        y=alt.Y("label:N", title=None, sort=None), x=alt.X("change_pct:Q", title="change from the baseline (%)"),
-        color=alt.Color("effect:N", scale=alt.Scale(domain=["better", "worse", "same"],
-                                                    range=["#2ca02c", "#d62728", "#9e9e9e"]), legend=None),
-        tooltip=["label:N", "baseline:Q", "what_if:Q", alt.Tooltip("change_pct:Q", format="+.1f")],
-    ).properties(height=alt.Step(24), title="what-if vs baseline (figures with a non-zero baseline)")
-
-
 def runs_bars(df: pd.DataFrame, metric: str) -> alt.Chart:
     """One horizontal bar per run (labelled by the run id's tail, seed and brain)."""
     d = df.assign(run=[f"…{r[-6:]} s{s} {b or ''}".strip() for r, s, b in zip(df["run_id"], df["seed"], df["brain"])])
@@ -155,3 +139,85 @@ def runs_bars(df: pd.DataFrame, metric: str) -> alt.Chart:
         color=alt.Color("run:N", scale=alt.Scale(domain=list(d["run"]), scheme="tableau10"), legend=None),
         tooltip=["run_id:N", "scenario:N", "seed:Q", "brain:N", f"{metric}:Q"],
     ).properties(height=alt.Step(22), title=metric)
+
+
+def capacity_metric(df: pd.DataFrame, metric: str, x_title: str, numeric_x: bool = True,
+                    knee: float | None = None, blowup: float | None = None, lines_title: str | None = None) -> alt.Chart:
+    """One metric against the swept parameter: the mean per point (a line per value of the second
+    parameter, if any) with its confidence interval as error bars, the saturation point (knee) and
+    the blow-up, if any, as vertical rules."""
+    d = df[df["metric"] == metric]
+    xt = "Q" if numeric_x else "O"
+    x = alt.X(f"x:{xt}", title=x_title)
+    colour = (alt.Color("line:N", scale=CATEGORIES, legend=alt.Legend(title=lines_title))
+              if d["line"].nunique() > 1 else alt.value("#1f77b4"))
+    tip = ["line:N", "x", alt.Tooltip("mean:Q", format=",.4g"), alt.Tooltip("low:Q", format=",.4g"),
+           alt.Tooltip("high:Q", format=",.4g"), "n:Q"]
+    base = alt.Chart(d).encode(x=x, color=colour)
+    layers = [base.mark_rule(strokeWidth=2, opacity=0.6).encode(y=alt.Y("low:Q", title=metric), y2="high:Q",
+                                                                tooltip=tip),
+              base.mark_line(point=alt.OverlayMarkDef(size=50, filled=True)).encode(
+                  y=alt.Y("mean:Q", title=metric), detail="line:N", tooltip=tip)]
+    marks = []
+    if knee is not None:
+        marks.append({"x": knee, "what": f"saturation (knee) at {knee:g}", "colour": "#d62728"})
+    if blowup is not None:
+        marks.append({"x": blowup, "what": f"blow-up from {blowup:g}", "colour": "#ff7f0e"})
+    if marks and numeric_x:
+        m = pd.DataFrame(marks)
+        rules = alt.Chart(m).mark_rule(strokeDash=[6, 4], strokeWidth=2).encode(
+            x="x:Q", color=alt.Color("colour:N", scale=None), tooltip=["what:N"])
+        text = alt.Chart(m).mark_text(align="left", dx=4, dy=-6, fontSize=11).encode(
+            x="x:Q", y=alt.value(10), text="what:N", color=alt.Color("colour:N", scale=None))
+        layers += [rules, text]
+    return alt.layer(*layers).properties(height=260, title=metric)
+
+
+TIME_COLOURS = alt.Scale(domain=["moving", "turning", "loading", "blocked", "waiting_obs", "waiting_command", "idle"],
+                         range=["#2ca02c", "#98df8a", "#1f77b4", "#d62728", "#ff7f0e", "#9467bd", "#c7c7c7"])
+
+
+def time_share_bars(shares: pd.DataFrame, x_title: str) -> alt.Chart:
+    """Where robots' time goes: one stacked bar per point, a segment per state."""
+    return alt.Chart(shares).mark_bar().encode(
+        x=alt.X("tick:N", title=x_title, sort=None, axis=alt.Axis(labelAngle=0 if shares["tick"].str.len().max() < 8 else -40)),
+        y=alt.Y("share:Q", title="share of robot time", stack="zero", axis=alt.Axis(format="%")),
+        color=alt.Color("state:N", scale=TIME_COLOURS, legend=alt.Legend(title="state")),
+        order=alt.Order("order:Q"),
+        tooltip=["label:N", "state:N", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(height=260, title="where robots' time goes")
+
+
+def diff_intervals(df: pd.DataFrame, title: str = "change from the baseline, with its 95% interval") -> alt.Chart:
+    """Each figure's change from the baseline in percent of the baseline's mean, with its paired
+    interval as a bar; green where significant and better, red where significant and worse, grey
+    where not significant (the interval contains 0) or with no interval."""
+    d = df[df["baseline"].notna() & df["what_if"].notna()].copy()
+    d = d[d["baseline"].astype(float) != 0]
+    scale = d["baseline"].astype(float).abs()
+    d["change_pct"] = d["diff"].astype(float) / scale * 100
+    d["low_pct"] = d["low"].astype(float) / scale * 100
+    d["high_pct"] = d["high"].astype(float) / scale * 100
+
+    def effect(row) -> str:
+        sig = row["significant"]
+        if sig is None or (isinstance(sig, float) and pd.isna(sig)):
+            return "no interval"
+        if not bool(sig):
+            return "not significant"
+        return "better" if (row["change_pct"] < 0) == bool(row["lower_better"]) else "worse"
+
+    d["effect"] = [effect(r) for _, r in d.iterrows()] if not d.empty else []
+    y = alt.Y("label:N", title=None, sort=None)
+    colour = alt.Color("effect:N", scale=alt.Scale(domain=["better", "worse", "not significant", "no interval"],
+                                                   range=["#2ca02c", "#d62728", "#9e9e9e", "#c7c7c7"]),
+                       legend=alt.Legend(title=None, orient="bottom"))
+    tip = ["label:N", "baseline:Q", "what_if:Q", alt.Tooltip("change_pct:Q", format="+.1f"),
+           alt.Tooltip("low_pct:Q", format="+.1f"), alt.Tooltip("high_pct:Q", format="+.1f"), "effect:N"]
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#555").encode(x="x:Q")
+    band = alt.Chart(d).mark_bar(height=10, opacity=0.35).encode(
+        y=y, x=alt.X("low_pct:Q", title="change from the baseline (%)"), x2="high_pct:Q",
+        color=colour, tooltip=tip)
+    point = alt.Chart(d).mark_point(filled=True, size=90, shape="diamond").encode(
+        y=y, x="change_pct:Q", color=colour, tooltip=tip)
+    return alt.layer(zero, band, point).properties(height=alt.Step(26), title=title)

@@ -26,6 +26,7 @@ import pandas as pd
 import desim.models.warehouse.tables  # noqa: F401  (declarations only: timeseries, contention, paths, events, orders)
 import desim.network.tables  # noqa: F401  (net_nodes, net_links, net_delays, events)
 import desim.policies.tables  # noqa: F401  (train_curves, promotions)
+from desim.analysis import paired_diff_ci
 from desim.store import Store
 
 DEFAULT_STORE = "runs/desim.duckdb"
@@ -463,3 +464,42 @@ def compare(baseline: dict, variant: dict) -> pd.DataFrame:
         diff = (v - b) if isinstance(b, (int, float)) and isinstance(v, (int, float)) else None
         rows.append({"metric": key, "label": label, "baseline": b, "what_if": v, "diff": diff, "lower_better": lower})
     return pd.DataFrame(rows)
+
+
+def compare_paired(baselines: Sequence[dict], variants: Sequence[dict], level: float = 0.95) -> pd.DataFrame:
+    """Headline figures of replicated arms, paired by replication (``baselines[i]`` and ``variants[i]``
+    ran with the same seed: common random numbers): each arm's mean, the mean difference
+    (what-if - baseline) and its paired ``level`` interval ``[low, high]``. ``significant``: the
+    interval excludes 0; None with fewer than 2 pairs (no interval). Columns as :func:`compare`'s,
+    plus ``low``, ``high``, ``half_width``, ``n``, ``relative`` (the difference over the
+    baseline's mean) and ``significant``."""
+    if len(baselines) != len(variants):
+        raise ValueError(f"paired arms need as many baselines as what-ifs ({len(baselines)} and {len(variants)})")
+    rows = []
+    for key, label, path, lower in HEADLINES:
+        a = [_num(_get(s, *path)) for s in baselines]
+        b = [_num(_get(s, *path)) for s in variants]
+        d = paired_diff_ci(a, b, level)
+        if d.n == 0:
+            rows.append({"metric": key, "label": label, "baseline": None, "what_if": None, "diff": None, "low": None,
+                         "high": None, "half_width": None, "n": 0, "relative": None, "significant": None,
+                         "lower_better": lower})
+            continue
+        interval = d.n >= 2 and math.isfinite(d.half_width)
+        rows.append({"metric": key, "label": label, "baseline": d.mean_a, "what_if": d.mean_b, "diff": d.mean,
+                     "low": d.low if interval else None, "high": d.high if interval else None,
+                     "half_width": d.half_width if interval else None, "n": d.n, "relative": d.relative,
+                     "significant": bool(d.significant) if interval else None, "lower_better": lower})
+    return pd.DataFrame(rows)
+
+
+def verdict(significant: Any, n: int | None = None) -> str:
+    """A difference's interval in words: significant (the interval excludes 0), not significant (it
+    contains 0: the difference could be noise), or no interval (fewer than 2 pairs)."""
+    if significant is None or pd.isna(significant):
+        return "one replication: no interval" if (n or 0) < 2 else "no interval"
+    return "significant" if bool(significant) else "not significant"
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None

@@ -12,15 +12,24 @@ the scenario's own quantities; :data:`KNOBS` maps each flat keyword to its path.
 
 A job runs in a daemon thread of the dashboard process and records its runs
 through :func:`desim.app.recording.record_run` (so they land in the store like
-any ``desim run``):
+any ``desim run``). Both arms run ``replications`` times with the seeds
+``seed .. seed + replications - 1`` (common random numbers: replication ``r`` of
+the baseline and of the what-if draw from the same seed, so their difference is
+the change's effect, not noise; :func:`desim.analysis.paired_diff_ci` pairs them):
 
-1. the baseline: the base scenario file unchanged, same seed and length; an
-   identical completed run already in the store is reused instead;
+1. the baseline: the base scenario file unchanged, same seeds and length; an
+   identical completed run already in the store is reused instead, per seed;
 2. the variant: the edited scenario, written as TOML (tomli-w) next to the store
    (``<store dir>/whatif/<name>-<digest>.toml``) so the run's ``config.path``
    stays valid. The file's header comment says what changed, in words and as a
    ``# whatif = {...}`` JSON line; the run stores that text as its
    ``scenario_text``, and :func:`recorded_changes` reads the changes back.
+
+A what-if that changes nothing (the edited scenario equals the base) runs
+nothing: its job finishes at once with status ``unchanged``.
+:func:`window_warnings` says when a run length leaves out the scenario's order
+peaks or fault windows; :func:`checkpoint_brains` lists trained checkpoints to
+offer as brains (``checkpoint:PATH``).
 """
 from __future__ import annotations
 
@@ -49,6 +58,8 @@ from desim.store import Store
 
 __all__ = [
     "BRAINS",
+    "checkpoint_brains",
+    "default_until",
     "KNOBS",
     "Partition",
     "build_scenario",
@@ -62,7 +73,9 @@ __all__ = [
     "replace",
     "start_job",
     "get_job",
+    "unchanged",
     "variant_text",
+    "window_warnings",
 ]
 
 BRAINS = ("random", "greedy", "epsilon_greedy")
@@ -77,6 +90,7 @@ KNOBS = {
 """The what-if keywords that set one scenario field each (``loss`` and ``partition`` set several)."""
 
 WHATIF_FILE = "<what-if>"
+CHECKPOINT = "checkpoint:"
 
 
 @dataclass(frozen=True)
@@ -173,7 +187,8 @@ def build_scenario(base: ScenarioBase, *, robots: int | None = None, order_rate:
 
     - ``robots``: ``warehouse.robots`` (at least ``warehouse.zones``)
     - ``order_rate``: orders per hour, ``warehouse.orders.rate_per_hour``
-    - ``brain``: ``warehouse.brain``, one of :data:`BRAINS`
+    - ``brain``: ``warehouse.brain``, one of :data:`BRAINS` or ``checkpoint:PATH`` (a trained
+      policy: the file must exist; see :func:`checkpoint_brains`)
     - ``delay_mean`` / ``delay_jitter`` (seconds): the robot <-> controller hop,
       ``links.wireless.delay.mean`` / ``.jitter`` (``links.wireless`` starts as a copy of
       ``links.default`` when the base has none; a delay whose ``dist`` the base left unset
@@ -194,8 +209,8 @@ def build_scenario(base: ScenarioBase, *, robots: int | None = None, order_rate:
     w = base.warehouse
     if w is None and any(k in changes for k in ("robots", "order_rate", "brain")):
         raise ValueError("the base scenario has no [warehouse] section")
-    if brain is not None and brain not in BRAINS:
-        raise ValueError(f"brain must be one of {BRAINS}, not {brain!r}")
+    if brain is not None and brain not in BRAINS and not str(brain).startswith(CHECKPOINT):
+        raise ValueError(f"brain must be one of {BRAINS} or {CHECKPOINT}PATH, not {brain!r}")
     if loss is not None and not 0 <= loss < 1:
         raise ValueError(f"loss must be in [0, 1), not {loss!r}")
     updates: dict[str, Any] = {KNOBS[k]: v for k, v in changes.items() if k in KNOBS}
@@ -289,6 +304,94 @@ def _variant_file(store_path: Path, text: str, name: str) -> Path:
     return out
 
 
+# ----------------------------------------------------------------------- what a run covers
+
+
+def _same_scenario(a: ScenarioBase, b: ScenarioBase) -> bool:
+    keep = lambda sc: {k: v for k, v in to_data(sc).items() if k not in ("name", "description")}  # noqa: E731
+    return keep(a) == keep(b)
+
+
+def unchanged(base: ScenarioBase, changes: dict) -> bool:
+    """Whether the what-if ``changes`` leave ``base`` as it is (then there is nothing to simulate:
+    the what-if would be its own baseline). A bad change raises ValueError, as in :func:`build_scenario`."""
+    return not changes or _same_scenario(build_scenario(base, **changes), base)
+
+
+def _windows(base: ScenarioBase, changes: dict) -> list[tuple[str, float, float | None]]:
+    """(what, start, end or None for 'to the end') of the order peaks and the faults a what-if runs with."""
+    out: list[tuple[str, float, float | None]] = []
+    w = base.warehouse
+    for p in (w.orders.peaks if w is not None and w.orders is not None else []):
+        out.append((f"the order peak at {p.factor:g}x the rate", float(p.at), float(p.at + p.duration)))
+    part = changes.get("partition")
+    if isinstance(part, Partition):
+        out.append((f"the partition of zone-{part.zone}", part.start, part.start + part.duration))
+    elif part != "none":
+        for f in base.faults:
+            what = f"the {f.kind} fault" + (f" on {', '.join(f.nodes)}" if f.nodes else "")
+            if f.kind == "isolate" and len(f.nodes) == 1 and re.fullmatch(r"zone-\d+", f.nodes[0]):
+                what = f"the partition of {f.nodes[0]}"
+            out.append((what, float(f.at), None if f.duration is None else float(f.at + f.duration)))
+    return out
+
+
+def window_warnings(base: ScenarioBase, changes: dict, until: float) -> list[str]:
+    """One line per order peak or fault window (``[at, at + duration]``) that a run of ``until``
+    simulated seconds leaves out, wholly (it starts at or after ``until``: it will not happen) or
+    in part (it is still on at ``until``)."""
+    out = []
+    for what, start, end in _windows(base, changes):
+        span = f"{start:g}–{end:g} s" if end is not None else f"from {start:g} s"
+        if start >= until:
+            out.append(f"{what[0].upper()}{what[1:]} ({span}) starts after the {until:g} simulated seconds: "
+                       "it will not happen. Simulate longer or move it earlier.")
+        elif end is not None and end > until:
+            out.append(f"The run ends at {until:g} s, during {what} ({span}): only part of it is simulated.")
+    return out
+
+
+def default_until(base: ScenarioBase, changes: dict | None = None, margin: float = 120.0) -> float:
+    """A run length that covers every order peak and fault window (and ``margin`` seconds of their
+    aftermath), rounded up to 5 minutes, at least 10, at most the base scenario's own length."""
+    ends = [end if end is not None else start for _, start, end in _windows(base, changes or {})]
+    need = math.ceil((max(ends, default=0.0) + margin) / 300.0) * 300.0
+    return float(min(float(base.until), max(600.0, need)))
+
+
+# ----------------------------------------------------------------------- trained brains
+
+
+def checkpoint_brains(store_path: str | Path, runs: list[dict] | None = None, *,
+                      roots: list[str | Path] | None = None, limit: int = 50) -> list[str]:
+    """Trained checkpoints to offer as brains, as ``checkpoint:PATH`` specs (absolute paths, files
+    that exist, newest first): ``*.pt`` files under the store's folder ``checkpoints/`` and under
+    ``runs/checkpoints/`` (where ``desim train`` writes by default), and the checkpoints training
+    runs in the store recorded (their summary's ``checkpoint`` and the ``*.pt`` in its ``out_dir``)."""
+    if roots is None:
+        roots = [Path(store_path).resolve().parent / "checkpoints", Path("runs") / "checkpoints"]
+    found: set[Path] = set()
+    for root in map(Path, roots):
+        if root.is_dir():
+            found.update(p.resolve() for p in root.rglob("*.pt") if p.is_file())
+    for r in runs or []:
+        if r.get("kind") != "train":
+            continue
+        s = r.get("summary") or {}
+        if s.get("checkpoint") and Path(s["checkpoint"]).is_file():
+            found.add(Path(s["checkpoint"]).resolve())
+        if s.get("out_dir") and Path(s["out_dir"]).is_dir():
+            found.update(p.resolve() for p in Path(s["out_dir"]).glob("*.pt") if p.is_file())
+
+    def newest(p: Path) -> tuple:
+        try:
+            return (-p.stat().st_mtime, str(p))
+        except OSError:
+            return (0.0, str(p))
+
+    return [f"{CHECKPOINT}{p}" for p in sorted(found, key=newest)[:limit]]
+
+
 # ----------------------------------------------------------------------- jobs
 
 
@@ -311,7 +414,10 @@ def find_baseline(store, base_path: str | Path, seed: int, until: float) -> dict
 
 @dataclass
 class Job:
-    """A background what-if: progress and results, read by the page's polling fragment."""
+    """A background what-if: progress and results, read by the page's polling fragment.
+
+    Each arm runs ``replications`` times, replication ``r`` with seed ``seed + r`` in both
+    (common random numbers): ``baseline_ids[r]`` and ``run_ids[r]`` are a pair."""
 
     id: str
     base_path: str
@@ -319,21 +425,41 @@ class Job:
     seed: int
     until: float
     changes: dict
+    replications: int = 1
     scenario_path: str = ""
-    status: str = "queued"  # queued | baseline | variant | done | failed
-    progress: float = 0.0  # 0..1 over both runs
+    status: str = "queued"  # queued | baseline | variant | done | failed | unchanged
+    progress: float = 0.0  # 0..1 over every run of both arms
     message: str = ""
-    baseline_id: str | None = None
-    baseline_reused: bool = False
-    run_id: str | None = None
+    baseline_ids: list[str] = field(default_factory=list)
+    baselines_reused: int = 0
+    run_ids: list[str] = field(default_factory=list)
     error: str | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.replications))
+
+    @property
+    def baseline_id(self) -> str | None:
+        """The first replication's baseline run."""
+        return self.baseline_ids[0] if self.baseline_ids else None
+
+    @property
+    def run_id(self) -> str | None:
+        """The first replication's what-if run."""
+        return self.run_ids[0] if self.run_ids else None
+
+    @property
+    def baseline_reused(self) -> bool:
+        """Every baseline run came from the store (none was run for this what-if)."""
+        return bool(self.baseline_ids) and self.baselines_reused == len(self.baseline_ids)
+
+    @property
     def done(self) -> bool:
-        return self.status in ("done", "failed")
+        return self.status in ("done", "failed", "unchanged")
 
     def wait(self, timeout: float | None = None) -> "Job":
         if self.thread is not None:
@@ -358,28 +484,36 @@ def _run_job(job: Job) -> None:
         job.scenario_path = str(var_path)
         var_sc = load(var_path)  # the file as written: validated and wiring-checked before anything runs
         base_sc = load(job.base_path)
+        n = job.replications
+        total = 2 * n
 
-        def progress(phase: int):
+        def progress(done: int):
             def cb(now: float) -> None:
-                job.progress = min(1.0, (phase + now / job.until) / 2)
+                job.progress = min(1.0, (done + now / job.until) / total)
             return cb
 
-        job.status, job.message = "baseline", "looking for a baseline run"
-        found = find_baseline(Store(store_path), job.base_path, job.seed, job.until)
-        if found is not None:
-            job.baseline_id, job.baseline_reused = found["run_id"], True
-        else:
-            job.message = "running the baseline"
-            s = record_run(base_sc, Path(job.base_path), store_path, seed=job.seed, until=job.until,
-                           progress=progress(0))
-            job.baseline_id = s["run_id"]
-        job.progress = 0.5
-        job.status, job.message = "variant", "running the what-if"
-        # the run stores the variant file's text (its header says what changed: recorded_changes);
-        # a changed brain also goes in as the run's brain (config["brain"]), the same as the file's
-        s = record_run(var_sc, var_path, store_path, seed=job.seed, until=job.until, progress=progress(1),
-                       brain=job.changes.get("brain"))
-        job.run_id = s["run_id"]
+        job.status, job.message = "baseline", "looking for baseline runs"
+        store = Store(store_path)
+        for r, seed in enumerate(job.seeds):
+            found = find_baseline(store, job.base_path, seed, job.until)
+            if found is not None:
+                job.baseline_ids.append(found["run_id"])
+                job.baselines_reused += 1
+            else:
+                job.message = f"running the baseline, replication {r + 1} of {n} (seed {seed})"
+                s = record_run(base_sc, Path(job.base_path), store_path, seed=seed, until=job.until,
+                               progress=progress(r))
+                job.baseline_ids.append(s["run_id"])
+            job.progress = (r + 1) / total
+        job.status = "variant"
+        for r, seed in enumerate(job.seeds):
+            job.message = f"running the what-if, replication {r + 1} of {n} (seed {seed})"
+            # the run stores the variant file's text (its header says what changed: recorded_changes);
+            # a changed brain also goes in as the run's brain (config["brain"]), the same as the file's
+            s = record_run(var_sc, var_path, store_path, seed=seed, until=job.until, progress=progress(n + r),
+                           brain=job.changes.get("brain"))
+            job.run_ids.append(s["run_id"])
+            job.progress = (n + r + 1) / total
         job.progress, job.status, job.message = 1.0, "done", "done"
     except Exception as e:  # shown on the page; the store marks a run that raised as failed
         job.status, job.error = "failed", f"{type(e).__name__}: {e}"
@@ -389,14 +523,25 @@ def _run_job(job: Job) -> None:
 
 
 def start_job(base_path: str | Path, store_path: str | Path, changes: dict, *, seed: int = 1,
-              until: float = 600.0) -> Job:
-    """Start a what-if in a daemon thread; ``changes`` are :func:`build_scenario` keywords.
+              until: float = 600.0, replications: int = 1) -> Job:
+    """Start a what-if in a daemon thread; ``changes`` are :func:`build_scenario` keywords. Each arm
+    runs ``replications`` times, with the seeds ``seed .. seed + replications - 1``.
 
-    A bad change raises ValueError (one line) here, before any thread starts."""
-    build_scenario(read_base(base_path), **changes)
-    job = Job(uuid.uuid4().hex[:10], str(base_path), str(store_path), int(seed), float(until), dict(changes))
-    job.thread = threading.Thread(target=_run_job, args=(job,), name=f"desim-whatif-{job.id}", daemon=True)
+    A bad change raises ValueError (one line) here, before any thread starts. A what-if that
+    changes nothing (:func:`unchanged`) starts no thread and runs nothing: the job is finished
+    at once with status ``unchanged``."""
+    if not 1 <= int(replications) <= 100:
+        raise ValueError(f"replications must be 1..100, not {replications!r}")
+    base = read_base(base_path)
+    same = not changes or _same_scenario(build_scenario(base, **changes), base)  # a bad change raises here
+    job = Job(uuid.uuid4().hex[:10], str(base_path), str(store_path), int(seed), float(until), dict(changes),
+              int(replications))
     with _JOBS_LOCK:
         _JOBS[job.id] = job
+    if same:
+        job.status, job.progress, job.finished = "unchanged", 1.0, time.time()
+        job.message = "nothing was changed from the base scenario: the what-if would be the baseline itself"
+        return job
+    job.thread = threading.Thread(target=_run_job, args=(job,), name=f"desim-whatif-{job.id}", daemon=True)
     job.thread.start()
     return job

@@ -145,3 +145,50 @@ def fill_store(store: Path, tmp: Path, until: float = 240.0, train_seeds: int = 
         for seed in range(train_seeds):
             ids[f"{algo}:{seed}"] = toy_training(store, algo, seed)
     return ids
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+SWEEP = """
+name = "{name}"
+base = "{base}"
+until = {until}
+replications = {reps}
+seed = {seed}
+metrics = {metrics}
+
+[grid]
+{grid}
+"""
+
+# the tick-tempo tiny floor saturates: throughput grows in step with the robots up to 8, barely
+# to 16 and falls at 24 (gridlock), so the knee is at 8 robots
+ROBOTS_SWEEP = dict(name="tiny-robots", base="warehouse-tiny.toml", until=240.0, reps=2, seed=1,
+                    grid={"warehouse.robots": [2, 4, 8, 16, 24]},
+                    metrics=["throughput_per_hour", "order_latency.p99", "deadlocks"])
+# two parameters: robots, and a wireless delay changed by half a millisecond (a tiny change)
+GRID_SWEEP = dict(name="tiny-grid", base="warehouse-tiny-event.toml", until=120.0, reps=3, seed=1,
+                  grid={"warehouse.robots": [1, 2], "links.wireless.delay.mean": [0.02, 0.0205]},
+                  metrics=["throughput_per_hour", "order_latency.p50"])
+
+
+def sweep_file(tmp: Path, name: str, base: str, until: float, reps: int, seed: int, grid: dict,
+               metrics: list[str]) -> Path:
+    import json
+
+    f = tmp / f"{name}.toml"
+    f.write_text(SWEEP.format(name=name, base=SCENARIOS / base, until=until, reps=reps, seed=seed,
+                              metrics=json.dumps(metrics),
+                              grid="\n".join(f'"{k}" = {json.dumps(v)}' for k, v in grid.items())))
+    return f
+
+
+def record_sweep(store: Path, tmp: Path, **spec) -> str:
+    """A real ``desim sweep`` (one worker process) into ``store``; returns its run id."""
+    from desim.app.sweep import execute, load_sweep
+    from desim.app.sweep_backends import LocalPool
+    from desim.store import Store
+
+    rid, _rows = execute(load_sweep(sweep_file(tmp, **spec)), Store(store), LocalPool(1))
+    return rid

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -304,8 +305,10 @@ def test_whatif_runs_in_background_and_compares(store):
     assert at.title[0].value == "What-if"
     assert at.selectbox(key="whatif_base").value.name == "warehouse-small-event.toml"
     at.slider(key="whatif_warehouse-small-event_robots").set_value(6).run()
-    assert at.number_input(key="whatif_warehouse-small-event_until").value == 1500.0  # covers the partition
+    assert at.number_input(key="whatif_warehouse-small-event_until").value == 2700.0  # covers the partition and peak
+    assert not at.warning
     at.number_input(key="whatif_warehouse-small-event_until").set_value(120.0).run()
+    at.number_input(key="whatif_reps").set_value(1).run()  # one run per arm (replications: see below)
     assert "robots = 6" in " ".join(c.value for c in at.caption)
     assert "will not happen" in at.warning[0].value  # the base's partition at 1200 s is past 120 s
     at.button(key="whatif_run").click().run()
@@ -327,6 +330,7 @@ def test_whatif_runs_in_background_and_compares(store):
     shown = frame_with(at, "figure")
     assert list(shown["figure"])[:2] == ["throughput / h", "deliveries"]
     assert shown.iloc[0]["what-if"] == new["summary"]["throughput_per_hour"]
+    assert set(shown["verdict"]) == {"one replication: no interval"} and shown["low"].isna().all()
     assert metric(at, "deadlocks") is not None
 
     # a second what-if on the same base, seed and length reuses the baseline
@@ -338,11 +342,154 @@ def test_whatif_runs_in_background_and_compares(store):
     assert Store(path).get_run(job2.run_id)["brain"] == "random"
 
 
+WHATIF = "whatif_warehouse-small-event_"
+
+
+def test_whatif_replications_pair_seeds_and_show_intervals(store):
+    """N runs per arm with the same seeds in both (common random numbers); each headline difference
+    with its paired 95% interval; a tiny change is not significant, and the page says so."""
+    from desim.analysis import paired_diff_ci
+    from desim.dashboards import whatif as W
+    from desim.store import Store
+
+    path, _ids = store
+    before = {r["run_id"] for r in Store(path).list_runs()}
+    at = app("whatif")
+    assert at.number_input(key="whatif_reps").value == 3  # the default: a few replications
+    at.slider(key=WHATIF + "delay_mean").set_value(20.5).run()  # 20 ms -> 20.5 ms: a tiny change
+    at.number_input(key=WHATIF + "until").set_value(150.0).run()
+    at.number_input(key="whatif_seed").set_value(5).run()
+    at.number_input(key="whatif_reps").set_value(3).run()
+    assert "seeds 5..7" in " ".join(c.value for c in at.caption)
+    at.button(key="whatif_run").click().run()
+    job = W.get_job(at.session_state["whatif_job"]).wait(120)
+    assert job.status == "done", (job.error, job.message)
+    at.run()
+    assert not at.exception, at.exception
+
+    store_ = Store(path)
+    new = [r for r in store_.list_runs() if r["run_id"] not in before]
+    assert len(new) == 6 and len(job.baseline_ids) == 3 and len(job.run_ids) == 3
+    bases = [store_.get_run(r) for r in job.baseline_ids]
+    whatifs = [store_.get_run(r) for r in job.run_ids]
+    assert [r["seed"] for r in bases] == [r["seed"] for r in whatifs] == [5, 6, 7]  # the same seeds in both arms
+    assert all(r["config"]["until"] == 150.0 for r in bases + whatifs)
+    assert all(W.recorded_changes(r["scenario_text"]) == {"delay_mean": 0.0205} for r in whatifs)
+    assert all(W.recorded_changes(r["scenario_text"]) is None for r in bases)
+
+    shown = frame_with(at, "verdict").set_index("figure")
+    for key, label in (("throughput_per_hour", "throughput / h"), ("deliveries", "deliveries")):
+        d = paired_diff_ci([r["summary"][key] for r in bases], [r["summary"][key] for r in whatifs])
+        row = shown.loc[label]
+        assert row["baseline"] == pytest.approx(d.mean_a) and row["what-if"] == pytest.approx(d.mean_b)
+        assert row["diff"] == pytest.approx(d.mean)
+        assert row["low"] == pytest.approx(d.low) and row["high"] == pytest.approx(d.high)
+        assert row["verdict"] == ("significant" if d.significant else "not significant")
+    assert (shown["low"] <= shown["diff"]).all() and (shown["diff"] <= shown["high"]).all()
+    ns = shown[shown["verdict"].str.startswith("not significant")]
+    assert "throughput / h" in ns.index  # half a millisecond does not change throughput measurably
+    said = " ".join(m.value for m in at.markdown)
+    assert "**Not significant** (the interval contains 0: it could be noise)" in said
+    assert all(label in said for label in ns.index)
+    assert "95% interval" in (at.metric[0].help or "")
+    assert any("3 runs:" in s.value and "seeds 5..7 in both arms" in s.value for s in at.success)
+    chart = [c for c in charts(at) if "95% interval" in json.dumps(json.loads(c.proto.spec).get("title"))]
+    assert chart, "the differences with their intervals are drawn"
+
+    # the same what-if again: every baseline replication is reused, only the what-if runs again
+    at.button(key="whatif_run").click().run()
+    job2 = W.get_job(at.session_state["whatif_job"]).wait(120)
+    assert job2.status == "done" and job2.baseline_reused and job2.baseline_ids == job.baseline_ids
+    assert len(store_.list_runs()) == len(before) + 9
+
+
+def test_whatif_with_nothing_changed_runs_nothing(store):
+    from desim.dashboards import whatif as W
+    from desim.store import Store
+
+    path, _ids = store
+    before = len(Store(path).list_runs())
+    at = app("whatif")
+    at.number_input(key=WHATIF + "until").set_value(60.0).run()
+    assert "nothing changed yet" in " ".join(c.value for c in at.caption)
+    at.button(key="whatif_run").click().run()
+    assert not at.exception
+    job = W.get_job(at.session_state["whatif_job"])
+    assert job.status == "unchanged" and job.thread is None and not job.run_ids and not job.baseline_ids
+    at.run()
+    assert any(i.value.startswith("Nothing was changed from the base scenario, so nothing was simulated")
+               for i in at.info), [i.value for i in at.info]
+    assert not [s for s in at.success if "vs baseline" in s.value]
+    # a knob set back to the base's value is no change either
+    at.slider(key=WHATIF + "robots").set_value(6).run()
+    at.slider(key=WHATIF + "robots").set_value(4).run()
+    at.button(key="whatif_run").click().run()
+    assert W.get_job(at.session_state["whatif_job"]).status == "unchanged"
+    assert W.start_job(Path(APP).parent.parent / "scenarios" / "warehouse-small-event.toml", path,
+                       {"brain": "greedy"}, until=60.0).status == "unchanged"  # the base's own brain
+    time.sleep(0.1)
+    assert len(Store(path).list_runs()) == before
+
+
+def test_whatif_warns_when_the_run_leaves_out_the_peak_or_a_fault(store):
+    at = app("whatif")
+    until = at.number_input(key=WHATIF + "until")
+    assert until.value == 2700.0 and not at.warning  # the default covers the peak (1800-2400 s) and the partition
+    until.set_value(120.0).run()
+    text = at.warning[0].value
+    assert "The order peak at 2x the rate (1800–2400 s) starts after the 120 simulated seconds: it will not happen" in text
+    assert "The partition of zone-1 (1200–1260 s) starts after the 120 simulated seconds" in text
+    at.number_input(key=WHATIF + "until").set_value(1230.0).run()
+    text = at.warning[0].value
+    assert "The run ends at 1230 s, during the partition of zone-1 (1200–1260 s): only part of it is simulated." in text
+    at.number_input(key=WHATIF + "until").set_value(2000.0).run()
+    assert [w.value for w in at.warning] == [
+        "- The run ends at 2000 s, during the order peak at 2x the rate (1800–2400 s): only part of it is simulated."]
+    # a partition moved early enough, and no peak left out: no warning
+    at.number_input(key=WHATIF + "until").set_value(2700.0).run()
+    at.selectbox(key=WHATIF + "part").select("zone-0").run()
+    at.number_input(key=WHATIF + "pstart").set_value(2650.0).run()
+    assert "The run ends at 2700 s, during the partition of zone-0 (2650–2710 s)" in at.warning[0].value
+    at.number_input(key=WHATIF + "pstart").set_value(100.0).run()
+    assert not at.warning
+
+
+def test_whatif_offers_a_trained_checkpoint_as_brain(tmp_path, monkeypatch):
+    """A real (very short) `desim train` run: its checkpoint is a brain choice, and a what-if with it runs."""
+    train = pytest.importorskip("desim.policies.train", reason="desim train not available").train
+    from desim.dashboards import whatif as W
+    from desim.store import Store
+
+    store = tmp_path / "store.duckdb"
+    result = train(str(Path(APP).parent.parent / "scenarios" / "train-tiny.toml"), "ippo", 1024, device="cpu", seed=0,
+                   store_path=store, out_dir=tmp_path / "elsewhere" / "ck", progress=False,
+                   train_cfg={"eval_episodes": 1, "episode_steps": 64, "log_every_s": 1e-9})
+    spec = f"checkpoint:{Path(result['checkpoint']).resolve()}"
+    monkeypatch.setenv("DESIM_STORE", str(store))
+    at = app("whatif")
+    at.selectbox(key="whatif_base").select(Path(APP).parent.parent / "scenarios" / "warehouse-tiny-event.toml").run()
+    k = "whatif_warehouse-tiny-event_"
+    brain = at.selectbox(key=k + "brain")
+    # recorded by the training run (its out_dir is not under a checkpoints/ folder); shown by folder and file
+    assert "trained: ck/latest.pt" in brain.options and "trained: ck/ippo-v0001.pt" in brain.options
+    brain.select(spec).run()
+    assert at.selectbox(key=k + "brain").value == spec and f"brain = {spec}" in " ".join(c.value for c in at.caption)
+    at.number_input(key=k + "until").set_value(60.0).run()
+    at.number_input(key="whatif_reps").set_value(1).run()
+    at.button(key="whatif_run").click().run()
+    job = W.get_job(at.session_state["whatif_job"]).wait(120)
+    assert job.status == "done", (job.error, job.message)
+    run = Store(store).get_run(job.run_id)
+    assert run["brain"] == spec and run["summary"]["brain"] == spec and run["status"] == "complete"
+    assert Store(store).get_run(job.baseline_id)["brain"] == "greedy"
+
+
 # --------------------------------------------------------------------------- empty store
 
 
 @pytest.mark.parametrize("page,text", [
     (None, "No runs in this store yet."),
+    ("capacity", "No sweeps in this store yet: run `desim sweep scenarios/sweeps/robots-small.toml --store "),
     ("convergence", "No training runs yet: run `desim train …`."),
     ("contention", "No warehouse runs in this store yet."),
     ("network", "No runs with network data in this store yet."),
@@ -354,7 +501,7 @@ def test_empty_store_says_so(tmp_path, monkeypatch, page, text):
     assert not (tmp_path / "nothing").exists()  # reading never creates a store
 
 
-@pytest.mark.parametrize("page", [None, "convergence", "contention", "network", "whatif"])
+@pytest.mark.parametrize("page", [None, "convergence", "contention", "network", "whatif", "capacity"])
 def test_a_file_that_is_not_a_store_is_one_line_on_every_page(tmp_path, monkeypatch, page):
     bad = tmp_path / "notes.duckdb"
     bad.write_text("my notes, not a store\n")

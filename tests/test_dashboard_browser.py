@@ -31,7 +31,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from dashboard_support import ROOT, ToyTrainer, fill_store  # noqa: E402
+from dashboard_support import ROBOTS_SWEEP, ROOT, ToyTrainer, fill_store, record_sweep  # noqa: E402
 
 WAIT = 45  # seconds any one wait may take
 SERVER_START = 60
@@ -62,6 +62,10 @@ def server(tmp_path_factory):
     # longer runs when refreshing the docs' screenshots (the partition is at 60 s either way)
     until = 900.0 if os.environ.get("DESIM_SCREENSHOTS") else 240.0
     ids = fill_store(store, tmp, until=until, train_seeds=3 if os.environ.get("DESIM_SCREENSHOTS") else 2)
+    # a real sweep for the Capacity page: robots on the tiny floor, which saturates (finer and longer for the docs)
+    sweep = dict(ROBOTS_SWEEP, reps=3, until=600.0, grid={"warehouse.robots": [2, 4, 6, 8, 12, 16, 20, 24]}) \
+        if os.environ.get("DESIM_SCREENSHOTS") else ROBOTS_SWEEP
+    ids["sweep"] = record_sweep(store, tmp, **sweep)
     port = _free_port()
     env = dict(os.environ, DESIM_STORE=str(store), PYTHONUNBUFFERED="1")
     log = open(tmp / "server.log", "wb")
@@ -183,10 +187,10 @@ def test_every_page_renders(server, browser, shots):
     picked = f"{ids['partitioned']},{ids['warehouse-small-event.toml:1']},{ids['warehouse-small-event.toml:2']}"
     open_page(browser, server, f"?runs={picked}", "Runs", charts=3)  # Runs is the default page, at /
     m = metrics(browser)
-    assert m["Runs shown"] == f"{len(ids)} of {len(ids)}"
+    assert m["Runs shown"] == f"{len(ids)} of {len(ids)}"  # the sweep is a run too
     assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
     nav = [a.text.splitlines()[-1] for a in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')]
-    assert nav == ["Runs", "Convergence", "Contention", "Network", "What-if"], nav
+    assert nav == ["Runs", "Convergence", "Contention", "Network", "What-if", "Capacity"], nav
     shot(browser, shots, "runs")
 
     open_page(browser, server, "convergence", "Convergence", charts=5)
@@ -209,6 +213,29 @@ def test_every_page_renders(server, browser, shots):
     shot(browser, shots, "network")
 
 
+def test_capacity_page(server, browser, shots):
+    """The Capacity page by its path: a chart per headline metric with intervals, the saturation point,
+    the findings, where robots' time goes, the paired differences."""
+    from desim.app.sweep import SWEEP_POINTS, summarise
+    from desim.store import Store
+
+    store = Store(server["store"])
+    run = store.get_run(server["ids"]["sweep"])
+    rep = summarise(dict(run["config"], name=run["scenario"]), run["run_id"],
+                    store.table(SWEEP_POINTS, run["run_id"]).to_pylist())
+    assert rep["knee"] is not None
+    open_page(browser, server, "capacity", "Capacity", charts=4)  # 3 metrics and where time goes
+    m = metrics(browser)
+    assert m["Saturation point"] == f"robots = {rep['knee']['x']:g}", m
+    assert m["Runs finished"] == f"{rep['runs']} of {rep['runs']}"
+    main = browser.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+    assert "Findings" in main and rep["findings"][0] in main
+    assert "Where robots' time goes" in main and "Bottleneck at the saturation point" in main
+    assert "Differences against a baseline point" in main
+    assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')) >= 3
+    shot(browser, shots, "capacity")
+
+
 def test_whatif_runs_and_compares(server, browser, shots):
     from desim.store import Store
 
@@ -221,25 +248,31 @@ def test_whatif_runs_and_compares(server, browser, shots):
     ActionChains(browser).send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT).perform()
     wait_for(browser, lambda d: "robots = 6" in d.find_element(By.TAG_NAME, "body").text, message="robots = 6")
     wait_for(browser, idle, message="the rerun after the slider")
-    assert browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Simulated s"]').get_attribute("value") == "1500.00"
+    # the default length covers the base's partition and its order peak; 3 replications per arm
+    assert browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Simulated s"]').get_attribute("value") == "2700.00"
+    assert browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Replications"]').get_attribute("value") == "3"
     button = wait_for(browser, lambda d: next((b for b in d.find_elements(By.TAG_NAME, "button")
                                                if b.text.strip().endswith("Run what-if")), None),
                       message="the Run what-if button")
     button.click()
     wait_for(browser, lambda d: any("vs baseline" in e.text for e in
                                     d.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentSuccess"]')),
-             timeout=120, message="the what-if result")
+             timeout=300, message="the what-if result")
     wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".vega-embed canvas, .vega-embed svg")) >= 2,
              message="the comparison charts")
     wait_for(browser, idle, message="the what-if page to settle")
     time.sleep(0.5)
     m = metrics(browser)
     assert "throughput / h" in m and "latency p95 (s)" in m and "deadlocks" in m
+    main = browser.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+    assert "Differences over 3 paired replications, with their 95% intervals" in main
+    assert "seeds 1..3 in both arms" in main
     runs = Store(server["store"]).list_runs()
-    assert len(runs) == before + 2  # the baseline and the what-if
+    assert len(runs) == before + 6  # three baselines and three what-ifs
     from desim.dashboards.whatif import recorded_changes
 
-    assert recorded_changes(runs[0]["scenario_text"]) == {"robots": 6} and runs[0]["config"]["until"] == 1500
+    assert recorded_changes(runs[0]["scenario_text"]) == {"robots": 6} and runs[0]["config"]["until"] == 2700
+    assert sorted(r["seed"] for r in runs[:6]) == [1, 1, 2, 2, 3, 3]
     shot(browser, shots, "what-if")
 
 

@@ -13,8 +13,9 @@ import tomli_w
 
 from desim.app.runner import prepare
 from desim.dashboards import data as D
-from desim.dashboards.whatif import (KNOBS, Partition, build_scenario, defaults, describe, edit, read_base,
-                                     recorded_changes, replace, variant_text)
+from desim.dashboards.whatif import (KNOBS, Partition, build_scenario, checkpoint_brains, default_until, defaults,
+                                     describe, edit, read_base, recorded_changes, replace, unchanged, variant_text,
+                                     window_warnings)
 from desim.scenario import ScenarioError, parse, to_data, validate
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -146,6 +147,7 @@ def test_partition_none_removes_faults():
     ({"partition": Partition(10, 0, 0)}, "faults\\[0\\].duration: Input should be greater than 0"),
     ({"partition": Partition(-1, 5, 0)}, "faults\\[0\\].at: Input should be greater than or equal to 0"),
     ({"brain": "telepathy"}, "brain must be one of"),
+    ({"brain": "checkpoint:/no/such/file.pt"}, "warehouse.brain: no checkpoint at /no/such/file.pt"),
     ({"loss": 1.0}, "loss must be in"),
     ({"order_rate": 0}, "warehouse.orders.rate_per_hour: Input should be greater than 0"),
     ({"delay_mean": -1}, "links.wireless.delay.mean: Input should be greater than or equal to 0"),
@@ -166,6 +168,112 @@ def test_scenario_rejections_are_scenario_errors():
 def test_network_only_scenario_refuses_warehouse_knobs():
     with pytest.raises(ValueError, match="no \\[warehouse\\]"):
         build_scenario(base("network-partition.toml"), robots=3)
+
+
+# --------------------------------------------------------------------------- replications, windows, brains
+
+
+def test_unchanged_compares_the_built_scenario_with_the_base():
+    b = base()
+    assert unchanged(b, {}) and unchanged(b, {"robots": 4, "brain": "greedy"})  # the base's own values
+    assert unchanged(b, {"partition": Partition(1200.0, 60.0, 1)})  # the base's own partition
+    assert not unchanged(b, {"robots": 5}) and not unchanged(b, {"partition": "none"})
+    assert not unchanged(b, {"delay_mean": 0.0205})
+    with pytest.raises(ValueError, match="brain must be one of"):
+        unchanged(b, {"brain": "telepathy"})
+
+
+def test_window_warnings_for_peaks_and_faults_the_run_leaves_out():
+    b = base()  # order peak 1800-2400 s (x2), zone-1 partition 1200-1260 s
+    assert window_warnings(b, {}, 2400.0) == []
+    assert window_warnings(b, {}, 1260.0) == [
+        "The order peak at 2x the rate (1800–2400 s) starts after the 1260 simulated seconds: it will not happen. "
+        "Simulate longer or move it earlier."]
+    partly = window_warnings(b, {}, 1230.0)
+    assert len(partly) == 2 and partly[1] == ("The run ends at 1230 s, during the partition of zone-1 (1200–1260 s): "
+                                              "only part of it is simulated.")
+    assert window_warnings(b, {"partition": "none"}, 1500.0) == [partly[0].replace("1230", "1500")]
+    moved = window_warnings(b, {"partition": Partition(100.0, 50.0, 0)}, 120.0)
+    assert moved[1] == "The run ends at 120 s, during the partition of zone-0 (100–150 s): only part of it is simulated."
+    d = base_data()
+    d["faults"] = [{"at": 50.0, "kind": "latency_spike", "extra_delay": 0.1}]  # no duration: to the end
+    del d["warehouse"]["orders"]["peaks"]
+    spike = validate(d)
+    assert window_warnings(spike, {}, 60.0) == []
+    assert window_warnings(spike, {}, 40.0) == ["The latency_spike fault (from 50 s) starts after the 40 simulated "
+                                                "seconds: it will not happen. Simulate longer or move it earlier."]
+
+
+def test_default_until_covers_every_window():
+    b = base()
+    assert default_until(b) == 2700.0  # the peak ends at 2400 s; 2 minutes more, rounded up to 5 minutes
+    assert default_until(b, {"partition": "none"}) == 2700.0
+    d = base_data()
+    d["warehouse"]["orders"]["peaks"] = []
+    assert default_until(validate(d)) == 1500.0  # the partition ends at 1260 s
+    d["faults"] = []
+    assert default_until(validate(d)) == 600.0
+    d["until"] = 300.0
+    assert default_until(validate(d)) == 300.0  # never past the scenario's own length
+
+
+def test_checkpoint_brains_from_folders_and_training_runs(tmp_path, monkeypatch):
+    store = tmp_path / "store.duckdb"
+    (tmp_path / "checkpoints" / "run-a").mkdir(parents=True)
+    a = tmp_path / "checkpoints" / "run-a" / "latest.pt"
+    a.write_bytes(b"x")
+    (tmp_path / "checkpoints" / "notes.txt").write_text("not a checkpoint")
+    monkeypatch.chdir(tmp_path / "checkpoints")  # runs/checkpoints/ relative to the working directory
+    (tmp_path / "checkpoints" / "runs" / "checkpoints").mkdir(parents=True)
+    b = tmp_path / "checkpoints" / "runs" / "checkpoints" / "b.pt"
+    b.write_bytes(b"x")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    c, c2 = elsewhere / "latest.pt", elsewhere / "ippo-v0001.pt"
+    c.write_bytes(b"x")
+    c2.write_bytes(b"x")
+    runs = [{"kind": "train", "summary": {"checkpoint": str(c), "out_dir": str(elsewhere)}},
+            {"kind": "train", "summary": {"checkpoint": str(tmp_path / "gone.pt")}},  # deleted since: not offered
+            {"kind": "run", "summary": {"checkpoint": str(tmp_path / "x.pt")}}]
+    got = checkpoint_brains(store, runs)
+    assert sorted(got) == sorted(f"checkpoint:{p.resolve()}" for p in (a, b, c, c2))  # each once
+    assert checkpoint_brains(store, None, roots=[]) == []
+    spec = got[0]
+    sc = build_scenario(base(), brain=spec)  # a checkpoint spec is a valid brain (the file exists)
+    assert sc.warehouse.brain == spec and describe({"brain": spec}) == f"brain = {spec}"
+
+
+def test_compare_paired_intervals_and_verdicts():
+    mk = lambda thr, dl, p50: {"throughput_per_hour": thr, "deliveries": dl, "order_latency": {"p50": p50},  # noqa: E731
+                               "deadlocks": 0, "collisions": 1}
+    base_ = [mk(100.0, 10, 5.0), mk(120.0, 12, 6.0), mk(80.0, 8, None)]
+    var = [mk(110.0, 11, 5.5), mk(130.0, 11, 6.5), mk(90.0, 9, 4.0)]
+    c = D.compare_paired(base_, var).set_index("metric")
+    thr = c.loc["throughput_per_hour"]  # +10 in every pair: tight, significant
+    assert thr["diff"] == pytest.approx(10.0) and thr["low"] == pytest.approx(10.0) and thr["significant"] is True
+    assert thr["baseline"] == pytest.approx(100.0) and thr["what_if"] == pytest.approx(110.0) and thr["n"] == 3
+    dl = c.loc["deliveries"]  # +1, -1, +1: not significant
+    assert dl["low"] < 0 < dl["high"] and dl["significant"] is False
+    p50 = c.loc["latency_p50"]  # the pair with no latency is dropped
+    assert p50["n"] == 2 and p50["diff"] == pytest.approx(0.5)
+    assert c.loc["deadlocks", "significant"] is False and c.loc["deadlocks", "low"] == 0  # no change at all
+    assert c.loc["latency_p95", "n"] == 0 and c.loc["latency_p95", "significant"] is None  # never recorded
+    one = D.compare_paired(base_[:1], var[:1]).set_index("metric")
+    assert one.loc["throughput_per_hour", "significant"] is None and pd.isna(one.loc["throughput_per_hour", "low"])
+    assert D.verdict(None, 1) == "one replication: no interval" and D.verdict(True) == "significant"
+    assert D.verdict(False) == "not significant"
+    with pytest.raises(ValueError, match="as many baselines"):
+        D.compare_paired(base_, var[:2])
+    from desim.dashboards import charts as K
+
+    drawn = K.diff_intervals(c.reset_index()).layer[1].data.set_index("metric")  # the intervals, in % of the baseline
+    assert drawn.loc["throughput_per_hour", "effect"] == "better"  # significant, and more is better
+    assert drawn.loc["deliveries", "effect"] == "not significant"
+    assert drawn.loc["collisions", "effect"] == "not significant"  # no change
+    assert "deadlocks" not in drawn.index  # a baseline of 0 has no percentage
+    assert drawn.loc["throughput_per_hour", "change_pct"] == pytest.approx(10.0)
+    worse = D.compare_paired(var, base_).reset_index(drop=True)  # the other way round: 10 fewer per hour
+    assert K.diff_intervals(worse).layer[1].data.set_index("metric").loc["throughput_per_hour", "effect"] == "worse"
 
 
 # --------------------------------------------------------------------------- data shaping

@@ -1,7 +1,6 @@
 """What-if: change a warehouse scenario's knobs, run it in the background, compare with a baseline."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,14 @@ from desim.dashboards import whatif as W
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 JOB = "whatif_job"
+
+
+def _brain_label(spec: str) -> str:
+    if not spec.startswith(W.CHECKPOINT):
+        return spec
+    p = Path(spec[len(W.CHECKPOINT):])
+    return f"trained: {p.parent.name}/{p.name}" if p.parent.name else f"trained: {p.name}"
+
 
 st.title("What-if")
 bases = sorted(SCENARIOS.glob("warehouse-*-event.toml"))
@@ -39,8 +46,13 @@ with c1:
     robots = st.slider("Robots", dflt["zones"], max(16, 2 * dflt["robots"]), dflt["robots"], key=k + "robots")
     order_rate = st.slider("Orders per hour", 10, max(1000, int(2 * dflt["order_rate"])), int(dflt["order_rate"]),
                            step=10, key=k + "orders")
-    brain = st.selectbox("Brain", W.BRAINS, index=W.BRAINS.index(dflt["brain"]) if dflt["brain"] in W.BRAINS else 1,
-                         key=k + "brain")
+    brains = list(W.BRAINS) + [b for b in W.checkpoint_brains(D.store_path(), C.runs()) if b not in W.BRAINS]
+    if dflt["brain"] and dflt["brain"] not in brains:
+        brains.append(dflt["brain"])
+    brain = st.selectbox("Brain", brains, index=brains.index(dflt["brain"]) if dflt["brain"] in brains else 1,
+                         key=k + "brain", format_func=_brain_label,
+                         help="a built-in brain, or a trained policy (checkpoint:PATH): *.pt files under the store's "
+                              "checkpoints/ and runs/checkpoints/, and the checkpoints training runs recorded")
 with c2:
     st.markdown("**Wireless hop (robot ↔ zone controller)**")
     delay_mean = st.slider("Delay mean (ms)", 0.0, 500.0, round(dflt["delay_mean"] * 1e3, 1), step=0.5,
@@ -61,13 +73,16 @@ with c3:
     p_dur = st.number_input("Duration (s)", 1.0, 1e6, float(base_part.duration if base_part else 60.0), step=10.0,
                             key=k + "pdur", disabled=where not in zones)
     st.markdown("**Run**")
-    r1, r2 = st.columns(2)
+    r1, r2, r3 = st.columns(3)
     longest = float(base.until)
-    # long enough to see the base's partition and some of its aftermath
-    part_end = (base_part.start + base_part.duration) if base_part else 0.0
-    default_until = float(min(longest, max(600.0, math.ceil((part_end + 120) / 300) * 300)))
-    until = r1.number_input("Simulated s", 30.0, longest, default_until, step=60.0, key=k + "until")
-    seed = int(r2.number_input("Seed", 0, 2**31 - 1, int(base.seed), key="whatif_seed"))
+    # long enough to see the base's order peaks and faults, and some of their aftermath
+    until = r1.number_input("Simulated s", 30.0, longest, W.default_until(base), step=60.0, key=k + "until",
+                            help="starts long enough to cover the scenario's order peaks and fault windows")
+    seed = int(r2.number_input("Seed", 0, 2**31 - 1, int(base.seed), key="whatif_seed",
+                               help="the first seed: replication r runs with seed + r"))
+    reps = int(r3.number_input("Replications", 1, 20, 3, key="whatif_reps",
+                               help="runs per arm; both arms use the same seeds (common random numbers), "
+                                    "so each difference comes with a paired 95% interval"))
 
 changes: dict = {}
 if robots != dflt["robots"]:
@@ -92,49 +107,72 @@ elif where in zones:
 job = W.get_job(st.session_state.get(JOB))
 busy = job is not None and not job.done
 summary = W.describe(changes) or "nothing changed yet (the what-if equals the baseline)"
-st.caption(f"Changes from the base: {summary}. The baseline is the base scenario unchanged, same seed and length "
-           "(reused from the store when it was run before).")
-part_at = changes["partition"].start if isinstance(changes.get("partition"), W.Partition) else (
-    base_part.start if base_part and "partition" not in changes else None)
-if part_at is not None and part_at >= until:
-    st.warning(f"The partition starts at {part_at:g} s, after the {until:g} simulated seconds: "
-               "it will not happen. Simulate longer or move it earlier.", icon=":material/warning:")
+seeds = f"seed {seed}" if reps == 1 else f"seeds {seed}..{seed + reps - 1}"
+st.caption(f"Changes from the base: {summary}. The baseline is the base scenario unchanged; both arms run "
+           f"{reps} time{'s' if reps > 1 else ''} with {seeds} and the same length (common random numbers: "
+           "replication r of both arms draws from the same seed). Baseline runs already in the store are reused.")
+gaps = W.window_warnings(base, changes, float(until))
+if gaps:
+    st.warning("\n".join(f"- {g}" for g in gaps), icon=":material/warning:")
 if st.button("Run what-if", type="primary", disabled=busy, key="whatif_run", icon=":material/play_arrow:"):
     try:
-        job = W.start_job(base_path, D.store_path(), changes, seed=seed, until=float(until))
+        job = W.start_job(base_path, D.store_path(), changes, seed=seed, until=float(until), replications=reps)
     except ValueError as e:
         st.error(str(e))
     else:
         st.session_state[JOB] = job.id
-        busy = True
+        busy = not job.done
 
 
 def _results(job: W.Job) -> None:
     path = D.store_path()
-    base_run, var_run = D.get_run(path, job.baseline_id), D.get_run(path, job.run_id)
-    bs, vs = base_run.get("summary") or {}, var_run.get("summary") or {}
-    st.success(f"What-if `{var_run['run_id']}` vs baseline `{base_run['run_id']}`"
-               + (" (reused from the store)" if job.baseline_reused else ""))
-    cmp = D.compare(bs, vs)
+    base_runs = [D.get_run(path, r) for r in job.baseline_ids]
+    var_runs = [D.get_run(path, r) for r in job.run_ids]
+    reused = (" (reused from the store)" if job.baseline_reused else
+              f" ({job.baselines_reused} reused from the store)" if job.baselines_reused else "")
+    if job.replications == 1:
+        st.success(f"What-if `{var_runs[0]['run_id']}` vs baseline `{base_runs[0]['run_id']}`{reused}")
+    else:
+        st.success(f"What-if ({job.replications} runs: {', '.join(f'`{r}`' for r in job.run_ids)}) vs baseline "
+                   f"({job.replications} runs: {', '.join(f'`{r}`' for r in job.baseline_ids)}){reused}; "
+                   f"seeds {job.seeds[0]}..{job.seeds[-1]} in both arms")
+    cmp = D.compare_paired([r.get("summary") or {} for r in base_runs], [r.get("summary") or {} for r in var_runs])
     cols = st.columns(len(cmp))
     for col, row in zip(cols, cmp.itertuples(index=False)):
         delta = None if row.diff is None or pd.isna(row.diff) else round(float(row.diff), 2)
-        digits = 0 if row.metric in ("deliveries", "deadlocks", "collisions") else 1
+        digits = 0 if row.metric in ("deliveries", "deadlocks", "collisions") and job.replications == 1 else 1
+        interval = ("" if row.low is None or pd.isna(row.low) else
+                    f"; difference {row.diff:+,.3g}, 95% interval [{row.low:,.3g}, {row.high:,.3g}]")
         col.metric(row.label, C.fmt(row.what_if, digits), delta=delta,
                    delta_color="inverse" if row.lower_better else "normal",
-                   help=f"baseline: {C.fmt(row.baseline, digits)}")
-    table = cmp[["label", "baseline", "what_if", "diff"]].rename(columns={"label": "figure", "what_if": "what-if"})
-    a, b = st.columns([2, 3])
-    a.dataframe(table, hide_index=True, width="stretch", key="whatif_table",
-                column_config={c: st.column_config.NumberColumn(format="%.2f") for c in ("baseline", "what-if", "diff")})
-    b.altair_chart(K.compare_bars(cmp), width="stretch")
-    ts = D.read_table(D.store_path(), "timeseries", [base_run["run_id"], var_run["run_id"]])
+                   help=f"baseline: {C.fmt(row.baseline, digits)}{interval}; {D.verdict(row.significant, row.n)}")
+    if job.replications == 1:
+        st.caption("One replication per arm: the differences come without an interval. Run more replications "
+                   "to tell a real change from noise.")
+    else:
+        known = [(r.label, bool(r.significant)) for r in cmp.itertuples()
+                 if r.significant is not None and not pd.isna(r.significant)]
+        sig = [label for label, s_ in known if s_]
+        ns = [label for label, s_ in known if not s_]
+        st.markdown(f"Differences over {job.replications} paired replications, with their 95% intervals. "
+                    + (f"**Significant:** {', '.join(sig)}. " if sig else "No difference is significant. ")
+                    + (f"**Not significant** (the interval contains 0: it could be noise): {', '.join(ns)}."
+                       if ns else ""))
+    table = cmp.assign(verdict=[D.verdict(s_, n) for s_, n in zip(cmp["significant"], cmp["n"])])
+    table = table[["label", "baseline", "what_if", "diff", "low", "high", "verdict"]].rename(
+        columns={"label": "figure", "what_if": "what-if"})
+    st.dataframe(table, hide_index=True, width="stretch", key="whatif_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.2f")
+                                for c in ("baseline", "what-if", "diff", "low", "high")})
+    st.altair_chart(K.diff_intervals(cmp), width="stretch")
+    first = [base_runs[0]["run_id"], var_runs[0]["run_id"]]
+    ts = D.read_table(D.store_path(), "timeseries", first)
     if not ts.empty:
-        ts["run"] = ts["run_id"].map({base_run["run_id"]: "baseline", var_run["run_id"]: "what-if"})
-        st.altair_chart(K.timeseries(ts, "throughput_per_hour", colour="run", title="throughput per hour over time"),
-                        width="stretch")
+        ts["run"] = ts["run_id"].map({first[0]: "baseline", first[1]: "what-if"})
+        st.altair_chart(K.timeseries(ts, "throughput_per_hour", colour="run",
+                                     title=f"throughput per hour over time (seed {job.seed})"), width="stretch")
     with st.expander("The what-if scenario"):
-        st.code(var_run.get("scenario_text") or "", language="toml")
+        st.code(var_runs[0].get("scenario_text") or "", language="toml")
 
 
 @st.fragment(run_every=1.0 if busy else None)
@@ -145,6 +183,7 @@ def job_panel() -> None:
         return
     if not job.done:
         phase = {"queued": "starting", "baseline": "baseline", "variant": "what-if"}.get(job.status, job.status)
+        phase += f" ({job.replications} runs per arm)" if job.replications > 1 else ""
         st.progress(job.progress, text=f"{phase}: {job.message} ({job.progress:.0%})")
         st.caption("The simulation runs in the background; the page stays usable.")
         return
@@ -154,6 +193,10 @@ def job_panel() -> None:
     if job.status == "failed":
         st.error(f"The what-if failed: {job.error}")
         st.code(job.message)
+        return
+    if job.status == "unchanged":
+        st.info("Nothing was changed from the base scenario, so nothing was simulated: the what-if would be "
+                "the baseline itself. Change a knob first.", icon=":material/info:")
         return
     _results(job)
 
