@@ -3,6 +3,8 @@
 In the event tempo a robot's life is one loop: ask its zone controller for an
 observation, wait for it (it may come late, out of order, corrupted or not at
 all), let its brain decide, spend the action's duration doing it, report back.
+The model's ``clock`` (``robot_time.RobotClock``) follows it through these
+states: waiting_obs, waiting_command, then the action.
 In the tick tempo the model drives every robot in lock step instead, exactly
 as rware does, and robots are only registry entries on the Mesa grid.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from desim.agent import Agent
+from desim.models.warehouse.robot_time import WAIT_CMD, WAIT_OBS
 
 if TYPE_CHECKING:
     from desim.models.warehouse.model import WarehouseModel
@@ -35,12 +38,16 @@ class Robot(Agent):
         if self.wh.cfg.tempo != "event":
             return
         env, wh = self.sim.env, self.wh
+        i, clock = self.index, wh.clock  # the clock starts every robot in waiting_obs
         self.send(self.controller, "status", size=STATUS_SIZE)
         while True:
             obs = yield from self._await_observation()
-            action = yield wh.decide(self.index, obs)
-            yield env.timeout(wh.duration(self.index, action))
-            yield wh.complete(self.index, action)
+            clock.switch(i, WAIT_CMD, env.now)  # (a no-op switch if the controller's answer already did it)
+            action = yield wh.decide(i, obs)
+            clock.switch(i, action, env.now)
+            yield env.timeout(wh.duration(i, action))
+            yield wh.complete(i, action)  # the tempo settles the action as what it turned out to be
+            clock.switch(i, WAIT_OBS, env.now)
             self.send(self.controller, "status", size=STATUS_SIZE)
 
     def deliver(self, msg) -> None:
@@ -61,6 +68,7 @@ class Robot(Agent):
                 self._waiter = None
                 if not self._mail:  # silence: the status or its answer was lost, or the zone is cut off
                     self.wh.retries += 1
+                    self.wh.clock.settle(self.index, WAIT_OBS, env.now)  # the whole wait was for an observation
                     self.send(self.controller, "status", size=STATUS_SIZE)
                     continue
             msgs, self._mail = self._mail, []
@@ -95,4 +103,5 @@ class ZoneController(Agent):
         robot = self.wh.robot_by_name.get(msg.src)
         if robot is None:
             return
+        self.wh.clock.answered(robot.index, self.sim.now)  # its observation and task (its command) are on their way
         self.send(msg.src, "obs", payload=self.wh.observe(robot.index), size=OBS_SIZE)

@@ -136,7 +136,9 @@ class Floor:
     :attr:`positions`, :attr:`directions`, :attr:`carrying`,
     :attr:`request_queue` and :meth:`state_dict` return copies. Only the
     floor writes its state: :meth:`step`, :meth:`step_one`,
-    :meth:`set_request`, :meth:`reset`, :meth:`load_state`.
+    :meth:`set_request`, :meth:`reset`, :meth:`load_state`. After
+    :meth:`step`, :attr:`refused` is its mask of ``FORWARD`` actions that did
+    not move (what ``blocked_moves`` counted; not set by :meth:`step_one`).
     """
 
     def __init__(
@@ -196,6 +198,7 @@ class Floor:
         self._loaded_ext = np.zeros(n + 1, dtype=bool)  # [n] = "no robot" sentinel
         self._scratch = np.zeros(nc, dtype=np.int64)
         self._blocked = np.zeros(nc, dtype=np.int64)
+        self.refused: np.ndarray | None = None  # the last step()'s mask of FORWARDs that did not move
         self._collisions = np.zeros(nc, dtype=np.int64)
         # read-only views, made once (an array's view follows it: no copy per read)
         self._ro_highway = _readonly(self._highway)
@@ -521,6 +524,7 @@ class Floor:
         else:
             move = moving
         blocked = fwd & ~move
+        self.refused = blocked  # handed out, never written again (a new array every step)
         n_blocked = int(np.count_nonzero(blocked))
         if n_blocked:
             np.add.at(self._blocked, cell[blocked], 1)

@@ -10,6 +10,7 @@ the processes. The jobs live in their own modules:
 - ``resolution.Resolver``: applying actions to the floor and what follows
 - ``watch.Watcher``: wait-for deadlocks and stuck robots
 - ``order_flow.OrderFlow``: order arrivals, expiry, request slots
+- ``robot_time.RobotClock``: where each robot's time goes (moving ... idle)
 - ``results.Results``: samples, ``summary()``, ``tables()``
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from desim.models.warehouse.observe import FloorView, RobotObs, Views
 from desim.models.warehouse.order_flow import OrderFlow
 from desim.models.warehouse.resolution import PATH_ROBOTS, Resolver
 from desim.models.warehouse.results import Results
+from desim.models.warehouse.robot_time import RobotClock
 from desim.models.warehouse.tempo import END_OF_INSTANT, Tempo
 from desim.models.warehouse.watch import Watcher
 from desim.network.topology import robot_name
@@ -57,7 +59,9 @@ class WarehouseModel:
     - ``external``: a hook ``external(batch)`` that takes the decisions out of
       the simulation (``batch``: the instant's ``(robot, obs, event)``, sorted
       by robot; it must succeed each event with the action later);
-    - results: :meth:`finish` (a last sample), :meth:`summary`, :meth:`tables`.
+    - results: :meth:`finish` (a last sample), :meth:`summary`, :meth:`tables`,
+      :meth:`robot_time` (seconds per robot per state, summing to ``sim.now``;
+      ``clock`` keeps them).
     """
 
     def __init__(self, sim, net, cfg, layout, brain=None):
@@ -96,8 +100,9 @@ class WarehouseModel:
         self.corrupt_obs = 0
         self.watcher = Watcher(sim, self.floor, self.robots, self.events, cfg.stuck_after)
         self.resolver = Resolver(sim, self.floor, self.book, self.watcher, self.views, self.grid, self.robots, cfg.reward)
+        self.clock = RobotClock(n, cfg.tempo == "event", self.dispatcher.tasks, self.floor)
         self.results = Results(self)
-        self.tempo = Tempo(sim, cfg, self.floor, n, self.resolver, self.observe, brain)
+        self.tempo = Tempo(sim, cfg, self.floor, n, self.resolver, self.observe, brain, clock=self.clock)
 
         self.tempo.start()
         self.orders.start()
@@ -196,6 +201,11 @@ class WarehouseModel:
     def summary(self) -> dict:
         return self.results.summary()
 
+    def robot_time(self) -> dict[str, np.ndarray]:
+        """Seconds each robot has spent in each state (``robot_time.STATES``) so far: ``(n,)`` arrays
+        that sum, robot by robot, to the simulated time."""
+        return self.clock.seconds(self.sim.now)
+
     def tables(self) -> dict[str, dict]:
-        """Rows for the results store: time series, contention, floor plan, paths, events, orders."""
+        """Rows for the results store: time series, contention, floor plan, paths, events, orders, robot time."""
         return self.results.tables()

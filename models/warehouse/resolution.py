@@ -42,8 +42,10 @@ class Resolver:
         if i < PATH_ROBOTS:
             self.paths.append((now, i, c % W, c // W))
 
-    def resolve(self, actions: np.ndarray) -> None:
-        """Every robot acts (``actions``: one :class:`Action` per robot): one synchronous floor step."""
+    def resolve(self, actions: np.ndarray) -> np.ndarray | None:
+        """Every robot acts (``actions``: one :class:`Action` per robot): one synchronous floor step.
+
+        Returns the mask of robots whose ``FORWARD`` left them in place (blocked), or None if none was."""
         f = self.floor
         now = self.sim.now
         cells, headings, cargo = f.cells, f.headings, f.cargo
@@ -62,9 +64,11 @@ class Resolver:
         for i in moved.tolist():
             self._moved(i, int(cells[i]), now)
         self.watcher.wait_for(actions, cell0, dir0, changed)
+        return f.refused if info["blocked"] else None
 
-    def resolve_one(self, i: int, actions: np.ndarray) -> None:
-        """:meth:`resolve` when only robot ``i`` acts (the event tempo's usual case)."""
+    def resolve_one(self, i: int, actions: np.ndarray) -> bool:
+        """:meth:`resolve` when only robot ``i`` acts (the event tempo's usual case); True if its
+        ``FORWARD`` left it in place (blocked)."""
         f = self.floor
         now = self.sim.now
         a = int(actions[i])
@@ -85,6 +89,7 @@ class Resolver:
             self.watcher.progressed_one(i, now)
             if c != cell0:
                 self._moved(i, c, now)
-            return
+            return False
         if a == FORWARD and int(f.neighbours[cell0, dir0]) != cell0:  # a blocked move: who is in the way?
             self.watcher.wait_for(actions, cells.copy(), headings.copy(), np.zeros(self.n, dtype=bool))
+        return a == FORWARD

@@ -1,12 +1,20 @@
 """Results: periodic samples (Mesa DataCollector), the run's summary and its tables.
 
 Reads the model only through its public surface (``floor``, ``book``,
-``deadlocks``, ``events``, ``paths``, ``rewards``, counters).
+``deadlocks``, ``events``, ``paths``, ``rewards``, ``robot_time()``, counters).
+
+The summary's ``robot_time`` (seconds per state, summed over robots),
+``robot_time_share`` (the same as fractions of all robot time, summing to 1)
+and ``bottleneck`` (the largest of blocked, waiting_obs, waiting_command and
+idle: where robots lose the most time; None if they lost none) come from
+``robot_time.RobotClock``; the ``robot_time`` table has one row per robot.
 """
 from __future__ import annotations
 
 import mesa
 import numpy as np
+
+from desim.models.warehouse.robot_time import totals
 
 
 class Results:
@@ -51,6 +59,7 @@ class Results:
         wh = self.wh
         now = wh.sim.now
         f, cfg = wh.floor, wh.cfg
+        time_total, time_share, bottleneck = totals(wh.robot_time())
         return {
             "tempo": cfg.tempo,
             "brain": cfg.brain,
@@ -69,6 +78,9 @@ class Results:
             "retries": wh.retries + wh.net.retries,
             "corrupt_observations": wh.corrupt_obs,
             "mean_return": float(wh.rewards.mean()),
+            "robot_time": time_total,
+            "robot_time_share": time_share,
+            "bottleneck": bottleneck,
         }
 
     def tables(self) -> dict[str, dict]:
@@ -96,4 +108,7 @@ class Results:
         for o in wh.book.orders:
             for k in orders:
                 orders[k].append(getattr(o, k))
-        return {"timeseries": ts, "contention": contention, "paths": paths, "events": events, "orders": orders}
+        robot_time = {"robot": list(range(wh.n)), "zone": [i % wh.cfg.zones for i in range(wh.n)]}
+        robot_time.update({s: v.tolist() for s, v in wh.robot_time().items()})
+        return {"timeseries": ts, "contention": contention, "paths": paths, "events": events, "orders": orders,
+                "robot_time": robot_time}

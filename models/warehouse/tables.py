@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from desim.models.warehouse.robot_time import STATES
 from desim.store import declare_table
 
 TIMESERIES = declare_table(
@@ -22,3 +23,7 @@ ORDERS = declare_table(  # one row per order; times in simulated seconds, None i
     "orders", {"oid": pa.int64(), "shelf": pa.int64(), "created": pa.float64(), "assigned": pa.float64(),
                "picked": pa.float64(), "delivered": pa.float64(), "failed": pa.float64(), "reason": pa.string()},
     required=("oid",))
+ROBOT_TIME = declare_table(  # one row per robot: simulated seconds per state (see robot_time.STATES), summing to the run
+    "robot_time", {"robot": pa.int64(), "zone": pa.int64(),
+                   **{s: pa.float64() for s in STATES}},
+    required=("robot",))

@@ -9,6 +9,9 @@
   together by the floor's rules. Both happen at the end of the instant (an
   :class:`InstantBatch`), so with zero network delay and unit durations the
   event tempo reproduces the tick tempo exactly.
+
+Both tempos tell the :class:`~desim.models.warehouse.robot_time.RobotClock`
+how each resolved action turned out (moving, turning, loading, blocked, idle).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from desim.models.warehouse.floor import Action
+from desim.models.warehouse.robot_time import RobotClock
 
 END_OF_INSTANT = 2  # SimPy priority below NORMAL (1): runs after everything else at this time
 FORWARD, LEFT, RIGHT, TOGGLE_LOAD = int(Action.FORWARD), int(Action.LEFT), int(Action.RIGHT), int(Action.TOGGLE_LOAD)  # as plain ints: cheaper to compare
@@ -55,9 +59,10 @@ class Tempo:
     event with the robot's action later. Otherwise ``brain.act`` decides.
     """
 
-    def __init__(self, sim, cfg, floor, n: int, resolver, observe: Callable, brain=None) -> None:
+    def __init__(self, sim, cfg, floor, n: int, resolver, observe: Callable, brain=None, clock=None) -> None:
         self.sim, self.cfg, self.floor, self.n = sim, cfg, floor, n
         self.resolver, self.observe, self.brain = resolver, observe, brain
+        self.clock = clock if clock is not None else RobotClock(n, cfg.tempo == "event", floor=floor)  # where robot time goes
         self.external = None
         self.decisions = 0  # robot decisions taken (both tempos): env-steps = decisions / robots
         self._decisions = InstantBatch(sim, self._flush_decisions)
@@ -69,13 +74,14 @@ class Tempo:
 
     # -- the tick tempo ----------------------------------------------------
     def _tick_loop(self):
-        env = self.sim.env
+        env, clock = self.sim.env, self.clock
         while True:
             decisions = [self.decide(i, self.observe(i)) for i in range(self.n)]
             yield env.all_of(decisions)
             actions = np.array([d.value for d in decisions], dtype=np.int64)
+            clock.pending = actions
             yield env.timeout(self.cfg.tick_seconds)
-            self.resolver.resolve(actions)
+            clock.tick(actions, self.resolver.resolve(actions), env.now)
 
     # -- decisions ---------------------------------------------------------
     def decide(self, i: int, obs):
@@ -118,9 +124,13 @@ class Tempo:
         actions = np.zeros(self.n, dtype=np.int64)
         for i, a, _ev in batch:
             actions[i] = a
+        now, clock = self.sim.now, self.clock
         if len(batch) == 1:
-            self.resolver.resolve_one(batch[0][0], actions)
+            i, a, _ev = batch[0]
+            clock.resolved(i, a, self.resolver.resolve_one(i, actions), now)
         else:
-            self.resolver.resolve(actions)
+            blocked = self.resolver.resolve(actions)
+            for i, a, _ev in batch:
+                clock.resolved(i, a, blocked is not None and bool(blocked[i]), now)
         for _i, _a, ev in batch:
             ev.succeed()
