@@ -256,8 +256,7 @@ def sweep(
     """Run a sweep: every point x replication (common random numbers), results to the store as they finish.
 
     Running the same sweep again resumes it: finished runs are not run again."""
-    from desim.app import sweep as S  # lazy: the sweep machinery and its backends, only for this command
-    from desim.app.sweep_backends import backend as make_backend
+    from desim.app import sweep as S  # lazy: the sweep machinery, its backends and SciPy (~0.6 s), only for this command
 
     if address and backend is not Backend.ray:
         fail("--address: only for --backend ray")
@@ -267,7 +266,7 @@ def sweep(
         fail(str(e))
     st = _store(store, must_exist=False)
     try:
-        be = make_backend(backend.value, workers=workers, address=address)
+        be = S.backend(backend.value, workers=workers, address=address)
     except (RuntimeError, ValueError) as e:
         fail(str(e))
     except Exception as e:  # Ray could not start or join: its message, on one line

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from desim.analysis import blowup, knee, mean_ci
 from desim.app.runner import prepare, run
+from desim.app.sweep_backends import backend  # noqa: F401  (re-exported: desim.app.sweep.backend(name, ...))
 from desim.scenario import MAX_SEED, MAX_UNTIL, ScenarioError, error_of, validate
 from desim.store import declare_table
 

@@ -13,10 +13,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 
-def _warm() -> None:  # a worker imports desim once, before its first task
-    import desim.app.sweep  # noqa: F401  (lazy: only in pool workers)
-
-
 class LocalPool:
     """``workers`` processes on this machine (spawned: no state inherited from the coordinator)."""
 
@@ -29,7 +25,7 @@ class LocalPool:
     def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
         tasks = iter(tasks)
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_warm) as pool:
+        with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:  # a worker imports fn's module once
             pending = set()
             try:
                 for t in tasks:
