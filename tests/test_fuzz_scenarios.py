@@ -2,7 +2,7 @@
 
 Hypothesis mutates the files in ``scenarios/`` (a dropped key, a wrong type, an
 out-of-range or non-finite number, an unknown key, junk text, deep nesting, several
-at once) and drives the real CLI in this process (``desim.app.cli.main``):
+at once, or plausible values: every number scaled by 0.5..2) and drives the real CLI in this process (``desim.app.cli.main``):
 
 - ``desim validate`` exits 0, or exits 2 with one line on stderr and nothing on stdout;
   any other outcome (a traceback, another exit code, a second line) fails the case;
@@ -95,7 +95,8 @@ def mutated(draw) -> tuple[str, str | bytes]:
     """(kind, file content): one shipped scenario with one or more mutations."""
     src = draw(st.sampled_from(SHIPPED))
     text = src.read_text()
-    kind = draw(st.sampled_from(["drop", "wrong_type", "absurd", "unknown_key", "junk", "deep", "several", "bytes"]))
+    kind = draw(st.sampled_from(["drop", "wrong_type", "absurd", "unknown_key", "junk", "deep", "several", "bytes",
+                                 "perturb", "perturb"]))
     if kind == "junk":
         how = draw(st.sampled_from(["insert", "truncate", "replace"]))
         if how == "truncate":
@@ -112,6 +113,13 @@ def mutated(draw) -> tuple[str, str | bytes]:
         if depth > 100 or draw(st.booleans()):  # deeper than a TOML writer recurses: written by hand
             return kind, text + "\nzzz = " + "[" * depth + "1" + "]" * depth + "\n"
         doc[draw(st.sampled_from(sorted(doc)))] = nested(depth)
+        return kind, tomli_w.dumps(doc)
+    if kind == "perturb":  # plausible values (each number scaled by 0.5..2): mostly accepted, so they must run
+        for path in paths(doc):
+            v = get(doc, path)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and draw(st.booleans()):
+                f = draw(st.floats(0.5, 2.0))
+                set_(doc, path, max(1, round(v * f)) if isinstance(v, int) else v * f)
         return kind, tomli_w.dumps(doc)
     for _ in range(draw(st.integers(2, 4)) if kind == "several" else 1):
         this = draw(st.sampled_from(["drop", "wrong_type", "absurd", "unknown_key"])) if kind == "several" else kind
