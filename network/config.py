@@ -39,6 +39,12 @@ class DelayCfg(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
+        for name in ("mean", "jitter"):
+            v = getattr(self, name)
+            if 0 < v < 1e-9:
+                raise ValueError(f"{name}: below a nanosecond ({v:g} s) is not a meaningful delay: use 0 or at least 1e-9")
+        if self.dist == "lognormal" and self.jitter > 1000 * self.mean:
+            raise ValueError(f"lognormal jitter may be at most 1000 times its mean, got {self.jitter:g} for a mean of {self.mean:g}")
         self.to_dist()
         return self
 

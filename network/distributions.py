@@ -109,7 +109,9 @@ class DelaySampler:
     def _refill(self) -> None:
         dist, n = self.dist, self.block
         rho = dist.correlation
-        if rho == 0 or dist.dist == "constant":
+        degenerate = (dist.dist == "constant" or (dist.jitter == 0 and dist.dist != "pareto")
+                      or (dist.dist == "pareto" and dist.mean == 0))  # one value: nothing to correlate
+        if rho == 0 or degenerate:
             draws = dist.sample(self.rng, n)
         else:
             from scipy.signal import lfilter
@@ -120,6 +122,8 @@ class DelaySampler:
             z, _ = lfilter([math.sqrt(1 - rho * rho)], [1.0, -rho], eps, zi=[rho * self._z])
             self._z = float(z[-1])
             draws = dist.frozen().ppf(norm.cdf(z))
+        if not np.all((draws >= 0) & np.isfinite(draws)):  # a NaN delay would stall the clock: never schedule one
+            raise ValueError(f"delay distribution {dist} produced a negative or non-finite delay")
         self._buf = draws[::-1].tolist()
 
     def next(self) -> float:
