@@ -150,3 +150,16 @@ def test_report_writes_markdown_with_plots_and_the_knee(tmp_path):
     assert "throughput_per_hour" in md and "(throughput_per_hour.png)" in md and "paired" in md
     assert (tmp_path / "rep" / "throughput_per_hour.png").stat().st_size > 5000
     assert "saturation" in md or rep.get("knee") is None
+
+
+def test_fresh_starts_a_new_sweep_run(tmp_path):
+    f = sweep_file(tmp_path, robots=(1, 2), reps=1, until=60.0, base="warehouse-tiny.toml")
+    store = tmp_path / "s.duckdb"
+    assert call("sweep", f, "--workers", "1", "--store", store, "--json")[0] == 0
+    assert call("sweep", f, "--workers", "1", "--store", store, "--json")[0] == 0  # resumed: nothing new
+    assert len(Store(store).list_runs(kind="sweep")) == 1
+    code, out, err = call("sweep", f, "--workers", "1", "--store", store, "--json", "--fresh")
+    assert code == 0, err
+    runs = Store(store).list_runs(kind="sweep")
+    assert len(runs) == 2 and json.loads(out)["sweep_id"] == runs[0]["run_id"]
+    assert Store(store).table(SWEEP_POINTS, runs[0]["run_id"]).num_rows == 2

@@ -251,6 +251,7 @@ def sweep(
     address: Optional[str] = typer.Option(None, help="ray: the cluster to join (auto, or ray://HOST:10001); none starts a local Ray"),
     workers: Optional[int] = typer.Option(None, min=1, max=1024, help="worker processes (default: this machine's CPUs)"),
     store: Optional[Path] = typer.Option(None, help="results store (DuckDB file); default runs/desim.duckdb"),
+    fresh: bool = typer.Option(False, help="start a new sweep run instead of resuming this sweep's last one (e.g. after changing desim)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Run a sweep: every point x replication (common random numbers), results to the store as they finish.
@@ -273,7 +274,7 @@ def sweep(
         fail(f"--backend ray: cannot start or join Ray ({type(e).__name__}: {e})")
     bar = _SweepBar(enabled=not json_out and sys.stderr.isatty())
     try:
-        rid, results = S.execute(sw, st, be, progress=bar.update, on_start=bar.start)
+        rid, results = S.execute(sw, st, be, progress=bar.update, on_start=bar.start, fresh=fresh)
     except KeyboardInterrupt:
         bar.close()
         fail("interrupted: finished runs are kept; run the same command again to resume", 130)

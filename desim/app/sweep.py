@@ -288,12 +288,14 @@ def finished(store, run_id: str) -> dict[tuple[int, int], dict]:
 
 
 def execute(sweep: Sweep, store, backend, *, progress: Callable[[int, int], None] | None = None,
-            on_start: Callable[[str, int, int], None] | None = None) -> tuple[str, list[dict]]:
+            on_start: Callable[[str, int, int], None] | None = None, fresh: bool = False) -> tuple[str, list[dict]]:
     """Run a sweep's unfinished tasks on ``backend``, recording each result as it arrives.
 
+    A sweep is resumed when the store holds one with the same identity (spec and base scenario text;
+    not the code: after changing desim, pass ``fresh=True``, or ``--fresh``, to run everything again).
     Returns (sweep run id, every result row, finished before or now). The sweep's run row is
     'complete' when every task has a result; Ctrl-C marks it 'interrupted' (finished tasks kept)."""
-    rid = find_resumable(store, sweep)
+    rid = None if fresh else find_resumable(store, sweep)  # fresh: a new sweep run (e.g. after a code change)
     config = {"key": sweep.key, "file": sweep.file, "base": sweep.base_file, "points": sweep.points,
               "replications": sweep.spec.replications, "seed": sweep.spec.seed, "until": sweep.until,
               "metrics": sweep.spec.metrics, "paths": sweep.spec.paths(), "design": "grid" if sweep.spec.grid else "lhs"}
