@@ -322,18 +322,23 @@ def _print_sweep(report: dict) -> None:
     metrics = report["metrics"]
     t = Table(title=f"sweep {report['sweep_id']} — {report['name']}: {report['runs']} runs, "
                     f"{report['replications']} replications per point (95% intervals)")
-    for p in report["paths"]:
+    shown = [p for p in report["paths"] if len({json.dumps(pt["params"][p]) for pt in report["points"]}) > 1] or report["paths"]
+    fixed = [p for p in report["paths"] if p not in shown]
+    for p in shown:
         t.add_column(p, no_wrap=True)
     for m in metrics:
         t.add_column(m, justify="right")
     for pt in report["points"]:
-        cells = [_fmt(pt["params"][p]) for p in report["paths"]]
+        cells = [_fmt(pt["params"][p]) for p in shown]
         for m in metrics:
             c = pt["metrics"].get(m)
             cells.append("-" if c is None or c["mean"] is None else
                          f"{_fmt(c['mean'])} ± {_fmt(c['half_width'])}" if c["n"] > 1 and math.isfinite(c["half_width"]) else _fmt(c["mean"]))
         t.add_row(*cells)
     _print_table(t)
+    if fixed:
+        first = report["points"][0]["params"]
+        console.print("at every point: " + ", ".join(f"{p} = {json.dumps(first[p])}" for p in fixed))
     for line in report.get("findings", []):
         console.print(line)
 
