@@ -8,6 +8,8 @@ up by themselves and old results are not re-read on every click.
 """
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import streamlit as st
 
@@ -26,6 +28,11 @@ def runs() -> list[dict]:
     """Every run in the store, newest first (a dead writer's run shows as 'crashed').
     Re-read when the catalog file changes, and at least every 2 s."""
     path = D.store_path()
+    if not os.path.exists(path):  # say which store, and a command that writes to that very store
+        empty(f"No store at `{path}` yet: record a run into it with "
+              f"`desim run scenarios/warehouse-small-event.toml --store {path}`, then reload.",
+              "Or start the dashboard on another store: `desim dash --store PATH`.")
+        st.stop()
     try:
         return _runs(path, D.catalog_stamp(path))
     except StoreError as e:  # a file that is not a store: one line on every page, nothing written

@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -469,6 +470,17 @@ class Job:
 
 _JOBS: dict[str, Job] = {}
 _JOBS_LOCK = threading.Lock()
+MAX_JOBS = max(1, int(os.environ.get("DESIM_WHATIF_JOBS", "1")))
+"""What-ifs simulating at once per dashboard server (``DESIM_WHATIF_JOBS``); later ones queue."""
+MAX_UNTIL = float(os.environ.get("DESIM_WHATIF_MAX_UNTIL", str(4 * 3600)))
+"""The longest run (simulated seconds) a what-if may ask for (``DESIM_WHATIF_MAX_UNTIL``)."""
+_SLOTS = threading.BoundedSemaphore(MAX_JOBS)
+
+
+def queued_ahead(job: "Job") -> int:
+    """How many what-ifs started before ``job`` are still waiting for a slot."""
+    with _JOBS_LOCK:
+        return sum(1 for j in _JOBS.values() if j.status == "queued" and j.started < job.started and j is not job)
 
 
 def get_job(job_id: str | None) -> Job | None:
@@ -477,6 +489,13 @@ def get_job(job_id: str | None) -> Job | None:
 
 
 def _run_job(job: Job) -> None:
+    """Wait for a slot (at most :data:`MAX_JOBS` what-ifs simulate at once), then run the job."""
+    job.message = "queued: waiting for the what-if before it to finish"
+    with _SLOTS:
+        _run_job_now(job)
+
+
+def _run_job_now(job: Job) -> None:
     store_path = Path(job.store_path)
     try:
         var = build_scenario(read_base(job.base_path), **job.changes)
@@ -532,6 +551,8 @@ def start_job(base_path: str | Path, store_path: str | Path, changes: dict, *, s
     at once with status ``unchanged``."""
     if not 1 <= int(replications) <= 100:
         raise ValueError(f"replications must be 1..100, not {replications!r}")
+    if not 0 < float(until) <= MAX_UNTIL:
+        raise ValueError(f"a what-if runs at most {MAX_UNTIL:g} simulated seconds (DESIM_WHATIF_MAX_UNTIL), not {until!r}")
     base = read_base(base_path)
     same = not changes or _same_scenario(build_scenario(base, **changes), base)  # a bad change raises here
     job = Job(uuid.uuid4().hex[:10], str(base_path), str(store_path), int(seed), float(until), dict(changes),

@@ -13,6 +13,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard_support import ToyTrainer, fill_store  # noqa: E402
+from desim.store import Store  # noqa: E402
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py")
 TIMEOUT = 60
@@ -495,9 +496,22 @@ def test_whatif_offers_a_trained_checkpoint_as_brain(tmp_path, monkeypatch):
     ("network", "No runs with network data in this store yet."),
 ])
 def test_empty_store_says_so(tmp_path, monkeypatch, page, text):
-    monkeypatch.setenv("DESIM_STORE", str(tmp_path / "nothing" / "store.duckdb"))
+    path = tmp_path / "empty.duckdb"
+    with Store(path)._write():  # a store with no runs in it
+        pass
+    monkeypatch.setenv("DESIM_STORE", str(path))
     at = app(page)
     assert any(i.value.startswith(text) for i in at.info), [i.value for i in at.info]
+
+
+@pytest.mark.parametrize("page", [None, "convergence", "contention", "network", "whatif", "capacity"])
+def test_a_missing_store_is_named_with_a_command_that_fills_it(tmp_path, monkeypatch, page):
+    path = tmp_path / "nothing" / "store.duckdb"
+    monkeypatch.setenv("DESIM_STORE", str(path))
+    at = app(page)
+    assert not at.exception, at.exception
+    (msg,) = [i.value for i in at.info]
+    assert f"No store at `{path}`" in msg and f"--store {path}`" in msg  # the suggested command writes to THIS store
     assert not (tmp_path / "nothing").exists()  # reading never creates a store
 
 

@@ -67,12 +67,11 @@ def server(tmp_path_factory):
         if os.environ.get("DESIM_SCREENSHOTS") else ROBOTS_SWEEP
     ids["sweep"] = record_sweep(store, tmp, **sweep)
     port = _free_port()
-    env = dict(os.environ, DESIM_STORE=str(store), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
     log = open(tmp / "server.log", "wb")
+    # the real command a user runs (it becomes Streamlit): its defaults are what this test checks
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboards" / "app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        [sys.executable, "-m", "desim.app.cli", "dash", "--store", str(store), "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + SERVER_START
@@ -89,7 +88,7 @@ def server(tmp_path_factory):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not answer in {SERVER_START} s")
             time.sleep(0.3)
-        yield {"base": base, "store": store, "ids": ids, "log": tmp / "server.log"}
+        yield {"base": base, "store": store, "ids": ids, "log": tmp / "server.log", "port": port}
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -191,6 +190,8 @@ def test_every_page_renders(server, browser, shots):
     assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
     nav = [a.text.splitlines()[-1] for a in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')]
     assert nav == ["Runs", "Convergence", "Contention", "Network", "What-if", "Capacity"], nav
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAppDeployButton"]')  # no Deploy button
+    assert "Deploy" not in browser.find_element(By.CSS_SELECTOR, "body").text
     shot(browser, shots, "runs")
 
     open_page(browser, server, "convergence", "Convergence", charts=5)
@@ -297,3 +298,42 @@ def test_convergence_updates_live_without_reload(server, browser, shots):
         assert browser.execute_script("return window.__desim_marker;") == 42
     finally:
         store.finish_run(run_id)
+
+
+def _listening(port: int) -> set[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) with a socket listening on ``port``."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for ln in lines:
+            local, state = ln.split()[1], ln.split()[3]
+            addr, p = local.split(":")
+            if state == "0A" and int(p, 16) == port:  # 0A: LISTEN
+                out.add(addr)
+    return out
+
+
+def test_desim_dash_listens_on_localhost_only_by_default(server):
+    assert _listening(server["port"]) == {"0100007F"}  # 127.0.0.1, and nothing else
+
+
+def test_desim_dash_on_all_interfaces_warns_and_listens_there(tmp_path):
+    port = _free_port()
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "desim.app.cli", "dash", "--store", str(tmp_path / "s.duckdb"),
+                             "--port", str(port), "--host", "0.0.0.0"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, STREAMLIT_SERVER_FILE_WATCHER_TYPE="none"), start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START
+        while not _listening(port) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+        assert _listening(port) == {"00000000"}, (tmp_path / "server.log").read_text()[-2000:]
+        text = (tmp_path / "server.log").read_text()
+        assert "warning" in text and "without authentication" in text
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)

@@ -2,6 +2,7 @@
 file, and the data shaping the pages rely on (fault windows, cut edges, bands)."""
 from __future__ import annotations
 
+import time
 import tomllib
 from pathlib import Path
 
@@ -349,3 +350,31 @@ def test_store_version_moves_with_runs_and_while_running():
     live = done + [{"run_id": "b", "status": "running", "started_at": 3, "finished_at": None}]
     assert D.store_version(live, now=0) != D.store_version(done, now=0)
     assert D.store_version(live, now=0) != D.store_version(live, now=10)
+
+
+def test_a_burst_of_what_ifs_queues_instead_of_running_at_once(tmp_path, monkeypatch):
+    """A page left open cannot exhaust the machine: at most MAX_JOBS what-ifs simulate at once (1 by
+    default), the rest wait their turn, and every one still finishes."""
+    import threading
+
+    from desim.dashboards import whatif as W
+
+    monkeypatch.setattr(W, "_SLOTS", threading.BoundedSemaphore(1))
+    base = Path(__file__).resolve().parents[1] / "scenarios" / "warehouse-tiny-event.toml"
+    jobs = [W.start_job(base, tmp_path / "s.duckdb", {"robots": r}, seed=1, until=200.0) for r in (1, 3, 4)]
+    most = 0
+    while not all(j.done for j in jobs):
+        running = sum(j.status in ("baseline", "variant") for j in jobs)
+        most = max(most, running)
+        assert running <= 1, [j.status for j in jobs]
+        time.sleep(0.005)
+    assert most == 1 and all(j.status == "done" for j in jobs), [(j.status, j.error) for j in jobs]
+    assert sum(W.queued_ahead(j) for j in jobs) == 0
+
+
+def test_a_what_if_longer_than_the_limit_is_refused(tmp_path):
+    from desim.dashboards import whatif as W
+
+    base = Path(__file__).resolve().parents[1] / "scenarios" / "warehouse-tiny-event.toml"
+    with pytest.raises(ValueError, match="at most"):
+        W.start_job(base, tmp_path / "s.duckdb", {"robots": 3}, until=W.MAX_UNTIL + 1)

@@ -166,9 +166,11 @@ def run(
 def dash(
     store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
     port: int = typer.Option(8501, min=1, max=65535, help="port to serve the dashboard on"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on; the default serves this machine only. "
+                             "0.0.0.0 opens it to the network: anyone who reaches it can read the store and start simulations"),
     headless: bool = typer.Option(True, help="do not open a browser window"),
 ) -> None:
-    """Start the Streamlit dashboard on a results store."""
+    """Start the Streamlit dashboard on a results store (on this machine only, unless --host says otherwise)."""
     import importlib.util
     import os
 
@@ -178,15 +180,27 @@ def dash(
         fail(f"dashboard app not found at {app_path}")
     if store is not None and Path(store).exists():
         _store(store)  # a file that is not a store: say so here, not on every page
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # Streamlit would fail after our banner
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError) as e:
+        fail(f"--host: cannot listen on {host!r} ({e})")
+    with socket.socket(family, socket.SOCK_STREAM) as probe:  # Streamlit would fail after our banner
         try:
-            probe.bind(("", port))
-        except OSError:
-            fail(f"--port: port {port} is in use (is a dashboard already running? pass another --port)")
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno in (98, 48):  # EADDRINUSE (Linux, macOS)
+                fail(f"--port: port {port} is in use on {host} (is a dashboard already running? pass another --port)")
+            fail(f"--host: cannot listen on {host}:{port} ({e.strerror or e})")
+    local = host in ("127.0.0.1", "localhost", "::1")
+    if not local:  # as Jupyter does: say it, once, before serving
+        err_console.print(f"desim: warning: the dashboard listens on {host}:{port} without authentication: anyone who "
+                          "can reach it can read the store and start simulations on this machine")
     env = dict(os.environ, DESIM_STORE=str(Path(store or DEFAULT_STORE).resolve()))
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
-           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
-    console.print(f"desim dashboard on http://localhost:{port} (store {env['DESIM_STORE']}); Ctrl-C to stop")
+           "--server.address", host, "--server.headless", str(headless).lower(),
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]  # minimal: no Deploy button
+    shown = "localhost" if local else host
+    console.print(f"desim dashboard on http://{shown}:{port} (store {env['DESIM_STORE']}); Ctrl-C to stop")
     sys.stdout.flush()
     os.execve(sys.executable, cmd, env)  # become Streamlit: signals reach the server itself
 
