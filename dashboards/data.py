@@ -503,3 +503,28 @@ def verdict(significant: Any, n: int | None = None) -> str:
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+WAIT_STATES = ("blocked", "waiting_obs", "waiting_command", "idle")  # the states that are not work
+
+
+def robot_time_frame(tbl: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float], str | None]:
+    """A run's ``robot_time`` rows (seconds per state per robot) as the long frame of
+    :func:`charts.time_share_bars`: one bar for all robots together, then one per robot. Also the
+    shares summed over robots and the bottleneck (the largest of the states that are not work)."""
+    if tbl is None or tbl.empty:
+        return pd.DataFrame(columns=["tick", "label", "state", "share", "order"]), {}, None
+    states = [c for c in tbl.columns if c not in ("run_id", "robot", "zone")]
+    rows = []
+    total = tbl[states].sum()
+    shares = (total / total.sum()).to_dict() if total.sum() > 0 else {k: 0.0 for k in states}
+    bars = [("all robots", shares)]
+    for _, r in tbl.sort_values("robot").iterrows():
+        tot = float(r[states].sum())
+        bars.append((f"robot {int(r['robot'])}", {k: (float(r[k]) / tot if tot > 0 else 0.0) for k in states}))
+    for tick, sh in bars:
+        for i, k in enumerate(states):
+            rows.append({"tick": tick, "label": tick, "state": k, "share": sh[k], "order": i})
+    waits = {k: shares.get(k, 0.0) for k in WAIT_STATES if k in shares}
+    bottleneck = max(waits, key=waits.get) if waits and max(waits.values()) > 0 else None
+    return pd.DataFrame(rows), shares, bottleneck

@@ -13,6 +13,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard_support import ToyTrainer, fill_store  # noqa: E402
+from desim.dashboards import data as D  # noqa: E402
 from desim.store import Store  # noqa: E402
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py")
@@ -145,7 +146,21 @@ def test_contention_page_changes_with_the_run(store):
     assert any(layer["mark"]["type"] == "rect" for layer in timeline["layer"])
     assert at.selectbox(key="contention_series").value == "throughput_per_hour"
     at.selectbox(key="contention_series").select("orders_pending").run()
-    assert json.loads(charts(at)[-1].proto.spec)["layer"][-1]["encoding"]["y"]["title"] == "orders_pending"
+    assert json.loads(charts(at)[2].proto.spec)["layer"][-1]["encoding"]["y"]["title"] == "orders_pending"
+
+    # where robots' time goes: a bar for all robots and one per robot, the bottleneck named from the run's table
+    assert "Where robots' time goes" in [s.value for s in at.subheader]
+    spec = json.loads(charts(at)[-1].proto.spec)
+    assert spec["encoding"]["y"]["stack"] == "zero" and spec["encoding"]["color"]["field"] == "state"
+    rt = Store(path).table("robot_time", ids["partitioned"]).to_pandas()
+    bars, shares, bottleneck = D.robot_time_frame(rt)
+    assert set(bars["tick"]) == {"all robots"} | {f"robot {r}" for r in rt["robot"]}
+    states = [c for c in rt.columns if c not in ("run_id", "robot", "zone")]
+    totals = rt[states].sum()
+    want = max(("blocked", "waiting_obs", "waiting_command", "idle"), key=lambda k: totals[k])
+    assert bottleneck == want and abs(sum(shares.values()) - 1) < 1e-9
+    assert abs(shares[want] - totals[want] / totals.sum()) < 1e-9
+    assert any(f"Bottleneck: **{want}**" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 # --------------------------------------------------------------------------- Network

@@ -79,3 +79,14 @@ else:
         st.caption("With the other warehouse runs picked on the Runs page.")
     st.altair_chart(K.timeseries(ts, which, faults=faults if len(ts_runs) == 1 else None,
                                  title=f"{which} (sampled every window; faults shaded)"), width="stretch")
+
+st.subheader("Where robots' time goes")
+bars, shares, bottleneck = D.robot_time_frame(C.table("robot_time", [rid], ver))
+if bars.empty:
+    st.caption("This run recorded no robot time (runs recorded before desim accounted it).")
+else:
+    st.altair_chart(K.time_share_bars(bars, "robot"), width="stretch")
+    work = sum(shares.get(k, 0.0) for k in ("moving", "turning", "loading"))
+    st.caption(f"Working (moving, turning, loading): {work:.0%} of robot time. "
+               + (f"Bottleneck: **{bottleneck}** ({shares[bottleneck]:.0%}), the largest of blocked, waiting for an "
+                  "observation, waiting for a command and idle." if bottleneck else "No time lost to waiting."))
