@@ -21,14 +21,15 @@ import pandas as pd
 
 from desim.analysis import paired_diff_ci
 from desim.app.sweep import SWEEP_POINTS, rows_of, summarise
+from desim.models.warehouse.tables import STATES, WAITING
 
 __all__ = ["SWEEP_POINTS", "TIME_STATES", "WAIT_STATES", "bottlenecks", "config_of", "metric_frame",
            "metric_keys", "paired_table", "point_label", "points_table", "results_rows", "short", "summary",
            "time_shares", "varied_paths"]
 
-TIME_STATES = ("moving", "turning", "loading", "blocked", "waiting_obs", "waiting_command", "idle")
-"""What a robot does with its time (``robot_time_share.<state>``; the shares sum to 1)."""
-WAIT_STATES = ("blocked", "waiting_obs", "waiting_command", "idle")
+TIME_STATES = STATES
+"""What a robot does with its time (``robot_time_share.<state>``; the shares sum to 1): the warehouse's own list."""
+WAIT_STATES = WAITING
 """The states that are not work: the largest of them is the bottleneck."""
 SHARE = "robot_time_share."
 

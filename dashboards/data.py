@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 import desim.models.warehouse.tables  # noqa: F401  (declarations only: timeseries, contention, paths, events, orders)
+from desim.models.warehouse.tables import WAITING
 import desim.network.tables  # noqa: F401  (net_nodes, net_links, net_delays, events)
 import desim.policies.tables  # noqa: F401  (train_curves, promotions)
 from desim.analysis import paired_diff_ci
@@ -505,7 +506,7 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-WAIT_STATES = ("blocked", "waiting_obs", "waiting_command", "idle")  # the states that are not work
+WAIT_STATES = WAITING  # the states that are not work (the warehouse's list)
 
 
 def robot_time_frame(tbl: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float], str | None]:

@@ -20,8 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from desim.analysis import paired_diff_ci  # noqa: E402
 from desim.app.sweep import SWEEP_POINTS, rows_of, summarise  # noqa: E402
+from desim.models.warehouse.robot_time import STATES, WAITING  # noqa: E402
 
-TIME_STATES = ("moving", "turning", "loading", "blocked", "waiting_obs", "waiting_command", "idle")
+TIME_STATES = STATES  # the warehouse's list: what robot_time_share.<state> metrics are named by
 
 
 def _load(store, run_id: str) -> tuple[dict, list[dict]]:
@@ -152,7 +153,7 @@ def write_report(store, run_id: str, out: str | Path | None = None) -> Path:
             lines.append(f"| {s} | " + " | ".join(f"{v:.1%}" for v in vals) + " |")
         bott = []
         for i, pt in enumerate(order):
-            waits = {s: vals[i] for s, vals in table if s in ("blocked", "waiting_obs", "waiting_command", "idle")}
+            waits = {s: vals[i] for s, vals in table if s in WAITING}
             bott.append(f"{x}={labels[i]}: {max(waits, key=waits.get)}")
         lines += ["", "Bottleneck (the largest non-working state) per point: " + "; ".join(bott) + ".", ""]
     md = out / "report.md"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from desim.models.warehouse.robot_time import STATES
+from desim.models.warehouse.robot_time import STATES, WAITING  # noqa: F401  (WAITING: for readers of robot_time)
 from desim.store import declare_table
 
 TIMESERIES = declare_table(
