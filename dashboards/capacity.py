@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from desim.analysis import paired_diff_ci
-from desim.app.sweep import SWEEP_POINTS, rows_of, summarise
+from desim.app.sweep import SWEEP_POINTS, rows_of, summarise, varied_paths as sweep_varied_paths
 from desim.models.warehouse.tables import STATES, WAITING
 
 __all__ = ["SWEEP_POINTS", "TIME_STATES", "WAIT_STATES", "bottlenecks", "config_of", "metric_frame",
@@ -91,8 +91,7 @@ def point_label(params: dict, paths: Sequence[str]) -> str:
 
 def varied_paths(cfg: dict) -> list[str]:
     """The paths whose value differs between points (a grid's single-valued axes left out)."""
-    pts = cfg.get("points") or []
-    return [p for p in cfg.get("paths", []) if len({json.dumps(pt.get(p)) for pt in pts}) > 1]
+    return sweep_varied_paths(cfg.get("points") or [], list(cfg.get("paths", [])))
 
 
 def _finite(v: Any) -> float | None:

@@ -336,7 +336,7 @@ def _print_sweep(report: dict) -> None:
     metrics = report["metrics"]
     t = Table(title=f"sweep {report['sweep_id']} — {report['name']}: {report['runs']} runs, "
                     f"{report['replications']} replications per point (95% intervals)")
-    shown = [p for p in report["paths"] if len({json.dumps(pt["params"][p]) for pt in report["points"]}) > 1] or report["paths"]
+    shown = report["varied"] or report["paths"]
     fixed = [p for p in report["paths"] if p not in shown]
     for p in shown:
         t.add_column(p, no_wrap=True)

@@ -8,7 +8,6 @@ at each point, so the bottleneck is named.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -56,7 +55,7 @@ def write_report(store, run_id: str, out: str | Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows = rows_of(results)
     paths, metrics = rep["paths"], rep["metrics"]
-    varied = [p for p in paths if len({json.dumps(pt["params"][p]) for pt in rep["points"]}) > 1] or paths[:1]
+    varied = rep["varied"] or paths[:1]
     x = varied[0]
     numeric = all(isinstance(pt["params"][x], (int, float)) for pt in rep["points"])
     lines = [f"# Sweep {run_id}: {rep['name']}", "",
@@ -72,7 +71,7 @@ def write_report(store, run_id: str, out: str | Path | None = None) -> Path:
         fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
         order = sorted(rep["points"], key=lambda pt: pt["params"][x] if numeric else pt["point"])
         groups = {}
-        others = [p for p in varied[1:]]
+        others = varied[1:]
         for pt in order:
             key = tuple(pt["params"][p] for p in others)
             groups.setdefault(key, []).append(pt)
@@ -148,7 +147,7 @@ def write_report(store, run_id: str, out: str | Path | None = None) -> Path:
         fig.savefig(out / "robot_time.png")
         plt.close(fig)
         lines += ["## Where robots' time goes", "", "![robot time](robot_time.png)", "",
-                  f"| state | " + " | ".join(f"{x}={lab}" for lab in labels) + " |", "|---|" + "---|" * len(labels)]
+                  "| state | " + " | ".join(f"{x}={lab}" for lab in labels) + " |", "|---|" + "---|" * len(labels)]
         for s, vals in table:
             lines.append(f"| {s} | " + " | ".join(f"{v:.1%}" for v in vals) + " |")
         bott = []

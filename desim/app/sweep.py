@@ -337,6 +337,11 @@ def rows_of(results: Iterable[dict]) -> list[dict]:
     return out
 
 
+def varied_paths(points: list[dict[str, Any]], paths: list[str]) -> list[str]:
+    """The paths whose value differs between ``points`` (a grid's single-valued axes left out)."""
+    return [p for p in paths if len({json.dumps(pt.get(p)) for pt in points}) > 1]
+
+
 def summarise(sweep: Sweep | dict, run_id: str, results: list[dict], level: float = 0.95) -> dict:
     """The sweep's figures: per point and headline metric, the mean and its ``level`` interval across
     replications; for a one-path numeric sweep, the saturation point of the first metric (the knee
@@ -357,7 +362,8 @@ def summarise(sweep: Sweep | dict, run_id: str, results: list[dict], level: floa
         points.append({"point": i, "params": params, "n": len(mine), "metrics": figures})
     out = {"sweep_id": run_id, "name": cfg.get("name", ""), "paths": paths, "metrics": metrics, "points": points,
            "runs": len(results), "replications": cfg.get("replications"), "level": level, "findings": []}
-    varied = [p for p in paths if len({json.dumps(pt["params"][p]) for pt in points}) > 1]
+    varied = varied_paths(cfg["points"], paths)
+    out["varied"] = varied
     if len(varied) == 1 and all(isinstance(pt["params"][varied[0]], (int, float)) for pt in points):
         x = varied[0]
         order = sorted(points, key=lambda pt: pt["params"][x])
