@@ -165,14 +165,11 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> 
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(file, "", f"malformed TOML: {_one_line(str(e))}") from None
+        raise ScenarioError(file, "", f"malformed TOML: {e}") from None  # ScenarioError makes it one line
     except RecursionError:
         raise ScenarioError(file, "", "malformed TOML: tables and arrays nest too deep") from None
     return validate(data, file, base_dir)
 
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def to_data(sc: BaseModel) -> dict:

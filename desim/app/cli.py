@@ -229,8 +229,7 @@ def train(
         fail(f"--seed: must be non-negative, got {seed}")
     try:
         sc = load(scenario)
-        if store is not None or Path(DEFAULT_STORE).exists():
-            _store(store, must_exist=False)  # before training: a bad store path costs nothing
+        _store(store, must_exist=False)  # before training: a bad store path costs nothing (a new one is not created here)
         result = run_training(sc, algo, steps, scenario_text=Path(scenario).read_text(), file=str(scenario), device=device, seed=seed, out_dir=out, store_path=store,
                               progress=not json_out)
     except (ScenarioError, StoreError, ValueError) as e:

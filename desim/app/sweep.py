@@ -33,7 +33,7 @@ import math
 import re
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -145,7 +145,6 @@ class Sweep:
     tasks: list[Task]
     key: str = ""
     until: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def set_path(data: dict, path: str, value: Any) -> None:
