@@ -55,7 +55,7 @@ def partitioned_small(tmp: Path, at: float = 60.0, duration: float = 40.0) -> Pa
 
 
 PAYOFF = np.array([[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]]) / 10  # the climbing game
-AGENTS = ("robot-0-0", "robot-0-1")
+AGENTS = ("robot_0", "robot_1")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -1,10 +1,11 @@
-"""The PettingZoo adapter: conformance in both tempos, acting agents, batching, shaping."""
+"""The PettingZoo adapter: conformance in both tempos, acting agents, batching, shaping, rendering."""
 import numpy as np
 import pytest
-from pettingzoo.test import parallel_api_test, parallel_seed_test
+from pettingzoo.test import parallel_api_test, parallel_seed_test, render_test
 
 from desim.app.runner import build
-from desim.models.warehouse.env import VectorWarehouseEnv, WarehouseParallelEnv, parallel_env, scenario_for
+from desim.models.warehouse.env import VectorWarehouseEnv, WarehouseParallelEnv, env, parallel_env, scenario_for
+from desim.models.warehouse.render import CELL_PX, COLORS
 
 
 @pytest.mark.parametrize("tempo", ["tick", "event"])
@@ -16,7 +17,8 @@ def test_pettingzoo_parallel_api_and_seed_tests(tempo):
 def test_defaults_give_the_tiny_floor_and_spaces_are_stable():
     env = WarehouseParallelEnv()
     obs, infos = env.reset(seed=3)
-    assert env.possible_agents == ["robot-0-0", "robot-0-1"]
+    assert env.possible_agents == ["robot_0", "robot_1"]
+    assert env.nodes == {"robot_0": "robot-0-0", "robot_1": "robot-0-1"}  # the network nodes keep the topology's names
     assert env.model.layout.shape == (11, 10)
     for a in env.possible_agents:
         assert env.observation_space(a) is env.observation_space(a)
@@ -95,3 +97,68 @@ def test_shaping_changes_what_learners_see_not_the_returns():
     assert all("raw_reward" in infos[a] for a in env.agents)
     with pytest.raises(ValueError, match="shaping_potential"):
         parallel_env(shaping=0.5, shaping_potential="nope")
+
+
+# --- PettingZoo's conventions: render_mode, render(), the AEC factory -------------------------------------------------
+
+def _loaded_floor(env, rng, steps=400):
+    """Random actions until some robot carries a shelf (so the frame has a loaded robot)."""
+    for _ in range(steps):
+        env.step({a: int(rng.integers(5)) for a in env.agents})
+        if (env.model.floor.carrying >= 0).any() and env.agents:
+            return
+    raise AssertionError("no robot lifted a shelf")
+
+
+@pytest.mark.parametrize("tempo", ["tick", "event"])
+def test_render_draws_the_live_floor(tempo):
+    env = parallel_env(tempo=tempo, size="small", robots=4, zones=2, max_steps=500, render_mode="rgb_array")
+    assert env.render_mode == "rgb_array" and "rgb_array" in env.metadata["render_modes"]
+    env.reset(seed=2)
+    _loaded_floor(env, np.random.default_rng(0))
+    img = env.render()
+    f, c = env.model.floor, CELL_PX
+    H, W = f.height, f.width
+    assert img.dtype == np.uint8 and img.shape == (H * c + 1, W * c + 1, 3)
+    col = {k: np.array(v) for k, v in COLORS.items()}
+
+    def px(x, y, dy, dx):
+        return img[y * c + dy, x * c + dx]
+
+    goals = {(int(x), int(y)) for x, y in env.model.layout.goals}
+    highway = env.model.layout.highway
+    for y in range(H):  # the ground, in each cell's top-left corner (inside the grid, outside any shelf)
+        for x in range(W):
+            want = "goal" if (x, y) in goals else "highway" if highway[y, x] else "storage"
+            assert (px(x, y, 1, 1) == col[want]).all(), (x, y, want)
+            assert (px(x, y, 0, 5) == col["grid"]).all()
+    requested = set(int(s) for s in f.request_queue if s >= 0)
+    m = max(2, c // 10)
+    for s, (x, y) in enumerate(f.shelf_positions):  # every shelf, requested ones teal
+        assert (px(x, y, m + 1, m + 1) == col["requested" if s in requested else "shelf"]).all(), s
+    step = {0: (-1, 0), 1: (1, 0), 2: (0, -1), 3: (0, 1)}  # Direction -> (dy, dx)
+    for (x, y), d, load in zip(f.positions, f.directions, f.carrying):
+        dy, dx = step[int(d)]
+        r = int(0.34 * c) - 2
+        assert (px(x, y, c // 2 + dy * r, c // 2 + dx * r) == col["heading"]).all()  # the bar points where it faces
+        back = px(x, y, c // 2 - dy * r, c // 2 - dx * r)  # the disc behind the bar: orange, red when loaded
+        assert (back == col["loaded" if load >= 0 else "robot"]).all()
+    assert (f.carrying >= 0).any()
+    before = img.copy()
+    for _ in range(5):
+        env.step({a: 1 for a in env.agents})
+    assert not np.array_equal(env.render(), before)  # the frame follows the floor
+
+
+def test_render_modes_follow_pettingzoo():
+    render_test(lambda render_mode: env(render_mode=None if render_mode == "human" else render_mode, max_steps=30))
+    parallel_api_test(parallel_env(render_mode="rgb_array", max_steps=40), num_cycles=60)
+    quiet = parallel_env()
+    assert quiet.render_mode is None
+    quiet.reset(seed=0)
+    with pytest.warns(UserWarning, match="render_mode"):
+        assert quiet.render() is None
+    with pytest.raises(ValueError, match="render_mode"):
+        parallel_env(render_mode="human")
+    with pytest.raises(RuntimeError, match="reset"):
+        parallel_env(render_mode="rgb_array").render()

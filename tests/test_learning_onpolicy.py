@@ -122,7 +122,7 @@ def test_learner_beats_random_on_the_tiny_floor(algo):
     curve = []
     learner.train(venv, 48_000, lambda step, m: curve.append((step, m)))
     assert curve[-1][0] >= 48_000 and learner.policy_version == len(curve)
-    assert {"loss", "entropy", "value_error", "return", "credit/robot-0-0"} <= set().union(*(m for _, m in curve))
+    assert {"loss", "entropy", "value_error", "return", "credit/robot_0"} <= set().union(*(m for _, m in curve))
 
     ids = np.arange(2)
     learned = mean_return(lambda obs: learner.act(obs.reshape(-1, obs.shape[-1]), np.tile(ids, len(obs)),

@@ -28,19 +28,33 @@ is so sparse that a random policy, which every learner starts as, almost never
 delivers on the tiny floor; shaping gives learners a gradient from the first
 step. ``infos[agent]["raw_reward"]`` always carries the unshaped reward, and
 ``VectorWarehouseEnv.finished_returns`` sums unshaped rewards.
+
+PettingZoo's conventions, so its clients run unchanged (SuperSuit + Stable-Baselines3,
+TorchRL's ``PettingZooWrapper``; ``tests/test_env_clients.py``):
+
+- agents are named ``robot_0``, ``robot_1``, ... (``name_index``): clients group agents by
+  the name before the last ``_`` (TorchRL makes one group ``robot``, so its policies share
+  parameters). Robot ``i`` is the network node ``robot_name(i, zones)`` (``robot-Z-K``,
+  the topology's name), given by ``nodes[agent]``;
+- ``render_mode`` (``None`` or ``"rgb_array"``, a constructor keyword and an attribute) and
+  ``render()``, which returns the live floor as an RGB frame (``render.floor_rgb``);
+- ``parallel_env(**kw)`` and ``env(**kw)`` (the AEC form, by PettingZoo's own conversion)
+  are the module's factories.
 """
 from __future__ import annotations
 
 import functools
 
 import numpy as np
-from gymnasium import spaces
-from pettingzoo import ParallelEnv
+from gymnasium import logger, spaces
+from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec
 
 from desim.models.warehouse import scenario as wh_scenario
 from desim.models.warehouse.features import Encoder, obs_dim
 from desim.models.warehouse.navigation import plan
 from desim.models.warehouse.observe import RobotObs
+from desim.models.warehouse.render import floor_rgb
 from desim.network.config import attach, check_graph, check_wiring
 from desim.network.topology import robot_name
 from desim.scenario import ScenarioBase, ScenarioError, validate
@@ -48,6 +62,12 @@ from desim.sim import Simulation
 
 FULL_MASK = np.ones(5, dtype=np.int8)
 NOOP_MASK = np.array([1, 0, 0, 0, 0], dtype=np.int8)
+RENDER_MODES = ("rgb_array",)
+
+
+def agent_name(i: int) -> str:
+    """Robot ``i``'s agent name, in PettingZoo's ``name_index`` form (clients group agents by the name)."""
+    return f"robot_{i}"
 
 
 def scenario_for(size="tiny", robots=2, tempo="tick", max_steps=500, request_queue=None, reward="individual",
@@ -72,13 +92,17 @@ def scenario_for(size="tiny", robots=2, tempo="tick", max_steps=500, request_que
 
 
 class WarehouseParallelEnv(ParallelEnv):
-    metadata = {"name": "desim_warehouse_v0", "render_modes": [], "is_parallelizable": True}
+    metadata = {"name": "desim_warehouse_v0", "render_modes": list(RENDER_MODES), "is_parallelizable": True}
 
     def __init__(self, size: str = "tiny", robots: int = 2, tempo: str = "tick", max_steps: int = 500,
                  request_queue: int | None = None, reward: str = "individual", zones: int = 1,
                  delay_mean: float = 0.0, jitter: float = 0.0, loss: float = 0.0, durations: dict | None = None,
                  obs_radius: int = 1, tick_seconds: float = 1.0, shaping: float = 0.0, shaping_gamma: float = 0.99,
-                 shaping_potential: str = "distance", shaping_horizon: int = 30, scenario: ScenarioBase | dict | None = None):
+                 shaping_potential: str = "distance", shaping_horizon: int = 30, scenario: ScenarioBase | dict | None = None,
+                 render_mode: str | None = None):
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be None or one of {list(RENDER_MODES)}, got {render_mode!r}")
+        self.render_mode = render_mode
         if scenario is None:
             scenario = scenario_for(size=size, robots=robots, tempo=tempo, max_steps=max_steps, request_queue=request_queue,
                                     reward=reward, zones=zones, delay_mean=delay_mean, jitter=jitter, loss=loss,
@@ -97,7 +121,8 @@ class WarehouseParallelEnv(ParallelEnv):
         self.max_steps = max_steps
         self.horizon = max_steps * w.tick_seconds
         self.radius = obs_radius
-        self.possible_agents = [robot_name(i, w.zones) for i in range(w.robots)]
+        self.possible_agents = [agent_name(i) for i in range(w.robots)]
+        self.nodes = {agent_name(i): robot_name(i, w.zones) for i in range(w.robots)}  # agent -> network node
         self.agents: list[str] = []
         self._obs_dim = obs_dim(obs_radius)
         self._np_random = np.random.default_rng()
@@ -230,6 +255,16 @@ class WarehouseParallelEnv(ParallelEnv):
         obs = [RobotObs(i, view, int(m.tasks[i])) for i in range(m.n)]
         return self.encoder.encode_batch(obs).reshape(-1)
 
+    def render(self) -> np.ndarray | None:
+        """The live floor as an ``(H, W, 3)`` ``uint8`` frame in ``"rgb_array"`` mode (``render.floor_rgb``);
+        without a render mode, a warning and None (Gymnasium's and PettingZoo's convention)."""
+        if self.render_mode is None:
+            logger.warn("render() was called without a render_mode: make the env with render_mode='rgb_array'")
+            return None
+        if self.model is None:
+            raise RuntimeError("render() needs a floor: call reset() first")
+        return floor_rgb(self.model.floor)
+
     def close(self) -> None:
         self.model = None
 
@@ -237,6 +272,12 @@ class WarehouseParallelEnv(ParallelEnv):
 def parallel_env(**kwargs) -> WarehouseParallelEnv:
     """PettingZoo's factory convention; defaults give the tiny floor with two robots."""
     return WarehouseParallelEnv(**kwargs)
+
+
+def env(**kwargs) -> AECEnv:
+    """The AEC form (PettingZoo's ``env()`` factory), by PettingZoo's own ``parallel_to_aec``: agents act
+    one after another and the floor steps once all have chosen."""
+    return parallel_to_aec(parallel_env(**kwargs))
 
 
 class VectorWarehouseEnv:
