@@ -13,6 +13,48 @@ from desim.network.jitter import JitterBuffer
 from desim.network.link import Link, LinkSpec
 from desim.network.topology import check
 
+FLOW_BIN = 1.0  # seconds per bin of the recorded message counts (readers re-bin to their own window)
+LATENCY_CAP = 1 << 17  # latency samples kept at most: past it, every other one goes and the stride doubles
+
+
+class FlowLog:
+    """What a recording run keeps of the traffic over time, small whatever the run's length.
+
+    ``counts``: messages per (1 s bin, source role, destination role, outcome), outcome
+    ``sent``, ``delivered`` or ``drop:<reason>`` (a jitter buffer's late drops are
+    ``drop:late``), roles from the graph's node ``role``. ``latency``: end-to-end
+    latency samples of delivered messages with their send time and role pair, one
+    in ``stride`` delivered messages (the stride doubles each time the buffer fills,
+    so the samples stay evenly spread over the run). ``delay_t``: per directed link,
+    the send time of each of the link's recorded delay samples (``Link.delays``).
+    Reads the simulation's clock and nothing else: no draws, no events.
+    """
+
+    def __init__(self, graph: nx.Graph) -> None:
+        self.role = {n: str(d.get("role") or "node") for n, d in graph.nodes(data=True)}
+        self.bin = FLOW_BIN
+        self.counts: Counter = Counter()
+        self.lat_t: list[float] = []
+        self.lat: list[float] = []
+        self.lat_pair: list[tuple[str, str]] = []
+        self.stride, self._seen = 1, 0
+        self.delay_t: dict[tuple[str, str], list[float]] = {}
+
+    def count(self, now: float, msg: Message, outcome: str) -> None:
+        self.counts[int(now // self.bin), self.role.get(msg.src, "node"), self.role.get(msg.dst, "node"), outcome] += 1
+
+    def delivered(self, now: float, msg: Message) -> None:
+        self.count(now, msg, "delivered")
+        self._seen += 1
+        if self._seen % self.stride:
+            return
+        self.lat_t.append(msg.sent_at)
+        self.lat.append(now - msg.sent_at)
+        self.lat_pair.append((self.role.get(msg.src, "node"), self.role.get(msg.dst, "node")))
+        if len(self.lat) >= LATENCY_CAP:
+            self.lat_t, self.lat, self.lat_pair = self.lat_t[1::2], self.lat[1::2], self.lat_pair[1::2]
+            self.stride *= 2
+
 
 class Network:
     """Attaches to a :class:`desim.Simulation` and carries every message it sends.
@@ -53,6 +95,8 @@ class Network:
         self._ids = itertools.count()
         self.sent = self.delivered = self.duplicated = self.retries = 0
         self.dropped: Counter[str] = Counter()
+        self.recording = record_delays  # a recording run: keep the traffic over time too (FlowLog)
+        self.flow: FlowLog | None = FlowLog(graph) if record_delays else None
         sim.network = self
 
     # -- a message's life -------------------------------------------------
@@ -63,6 +107,8 @@ class Network:
         token = next(self._ids)
         self._live[token] = msg
         self.recorder.record(self.env.now, "send", msg.src, msg.dst, msg.kind, msg.seq)
+        if self.flow is not None:
+            self.flow.count(self.env.now, msg, "sent")
         self._soon(self._hop, msg, token, msg.src, 0)
 
     # A message's journey is a chain of callbacks on kernel events, not a SimPy
@@ -91,6 +137,8 @@ class Network:
         delay = link.transmit(self.env.now, msg.size)
         if delay is None:
             return self._drop(msg, token, "queue_full")
+        if self.flow is not None:  # the send time of the delay sample the link just recorded
+            self.flow.delay_t.setdefault((node, nxt), []).append(self.env.now)
         if link.loss.lost():
             return self._drop(msg, token, "loss")
         if link.duplicated():
@@ -130,12 +178,16 @@ class Network:
         del self._live[token]
         self.delivered += 1
         self.recorder.record(self.env.now, "deliver", msg.src, msg.dst, msg.seq)
+        if self.flow is not None:
+            self.flow.delivered(self.env.now, msg)
         self.sim.agents[msg.dst].deliver(msg)
 
     def _drop(self, msg: Message, token: int, reason: str) -> None:
         del self._live[token]
         self.dropped[reason] += 1
         self.recorder.record(self.env.now, "drop", msg.src, msg.dst, msg.seq, reason)
+        if self.flow is not None:
+            self.flow.count(self.env.now, msg, "drop:" + reason)
 
     # -- routing ----------------------------------------------------------
     def next_hop(self, node: str, dst: str) -> str | None:

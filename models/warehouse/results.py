@@ -14,13 +14,80 @@ from __future__ import annotations
 import mesa
 import numpy as np
 
-from desim.models.warehouse.robot_time import totals
+from desim.models.warehouse.robot_time import STATES, totals
+
+FRAME_CAP = 8192  # playback frames kept at most: past it, every other one goes and the interval doubles
+SERIES_CAP = 2000  # robot-time samples kept at most (thinned evenly when a run takes more)
+
+
+class Playback:
+    """The floor at a fixed interval, for the dashboard's playback (recording runs only).
+
+    A frame (``floor_frames``) is each robot's cell, heading and carried shelf
+    (-1: none) and the requested shelves, read at ``every`` seconds (the tick in
+    the tick tempo, half a second in the event tempo), before that instant's
+    floor step: the state that held up to the frame's time. Shelves that are
+    not carried are logged when their cell changes (``floor_shelves``: every
+    shelf at 0 s, then each put-down elsewhere), so a frame stays a few dozen
+    integers. Past :data:`FRAME_CAP` frames every other one is dropped and the
+    interval doubles, so a run of any length keeps at most that many. Reads the
+    floor only: no draws, nothing recorded in the trace.
+    """
+
+    def __init__(self, sim, floor, every: float) -> None:
+        self.sim, self.floor, self.every = sim, floor, float(every)
+        self.t: list[float] = []
+        self.cell: list[str] = []  # comma-separated integers, one per robot (the store has no list columns)
+        self.heading: list[str] = []
+        self.cargo: list[str] = []
+        self.requests: list[str] = []
+        self._shelf = floor.shelf_cells.copy()
+        self.shelves: dict[str, list] = {"t": [0.0] * self._shelf.size, "shelf": list(range(self._shelf.size)),
+                                         "cell": self._shelf.tolist()}
+
+    def start(self) -> None:
+        self.sim.env.process(self._loop())
+
+    def _loop(self):
+        env = self.sim.env
+        while True:
+            self.frame(env.now)
+            yield env.timeout(self.every)
+
+    def frame(self, now: float) -> None:
+        f = self.floor
+        self.t.append(float(now))
+        self.cell.append(",".join(map(str, f.cells.tolist())))
+        self.heading.append(",".join(map(str, f.headings.tolist())))
+        self.cargo.append(",".join(map(str, f.cargo.tolist())))
+        self.requests.append(",".join(str(x) for x in f.requests.tolist() if x >= 0))
+        cells = f.shelf_cells
+        moved = np.flatnonzero(cells != self._shelf)
+        if moved.size:
+            carried = set(f.cargo.tolist())
+            for k in moved.tolist():
+                if k not in carried:  # put down (a carried shelf is drawn on its robot)
+                    self.shelves["t"].append(float(now))
+                    self.shelves["shelf"].append(k)
+                    self.shelves["cell"].append(int(cells[k]))
+                    self._shelf[k] = cells[k]
+        if len(self.t) > FRAME_CAP:
+            for lst in (self.t, self.cell, self.heading, self.cargo, self.requests):
+                del lst[1::2]
+            self.every *= 2
+
+    def tables(self) -> dict[str, dict]:
+        return {"floor_frames": {"t": self.t, "cell": self.cell, "heading": self.heading, "cargo": self.cargo,
+                                 "requests": self.requests},
+                "floor_shelves": self.shelves}
 
 
 class Results:
     def __init__(self, wh) -> None:
         self.wh = wh
         self.sample_times: list[float] = []
+        self.robot_time_samples: list[tuple[float, dict]] = []  # (t, seconds per state per robot so far)
+        self.playback: Playback | None = None  # set by the model in recording runs
         self._last_sample = (0.0, 0)
         f, book, net = wh.floor, wh.book, wh.net
         self.datacollector = mesa.DataCollector(model_reporters={
@@ -49,6 +116,7 @@ class Results:
         """One row of every metric, now."""
         self.sample_times.append(self.wh.sim.now)
         self.datacollector.collect(self.wh.sim.model)
+        self.robot_time_samples.append((self.wh.sim.now, self.wh.robot_time()))
 
     def finish(self) -> None:
         """Take a last sample at the end of the run, unless one was just taken."""
@@ -84,7 +152,8 @@ class Results:
         }
 
     def tables(self) -> dict[str, dict]:
-        """Rows for the results store: time series, contention, floor plan, paths, events, orders."""
+        """Rows for the results store: time series, contention, floor plan, paths, events, orders, robot
+        time (per robot, and cumulative at every sample: ``robot_time_series``), playback frames."""
         wh = self.wh
         ts = {"t": [], "metric": [], "value": []}
         for metric, values in self.datacollector.model_vars.items():
@@ -110,5 +179,18 @@ class Results:
                 orders[k].append(getattr(o, k))
         robot_time = {"robot": list(range(wh.n)), "zone": [i % wh.cfg.zones for i in range(wh.n)]}
         robot_time.update({s: v.tolist() for s, v in wh.robot_time().items()})
-        return {"timeseries": ts, "contention": contention, "paths": paths, "events": events, "orders": orders,
-                "robot_time": robot_time}
+        series = {"t": [], "robot": [], **{k: [] for k in STATES}}
+        samples = self.robot_time_samples
+        if len(samples) > SERIES_CAP:  # evenly thinned, the last sample kept
+            keep = np.unique(np.linspace(0, len(samples) - 1, SERIES_CAP).round().astype(int))
+            samples = [samples[i] for i in keep]
+        for t, secs in samples:
+            series["t"] += [float(t)] * wh.n
+            series["robot"] += list(range(wh.n))
+            for k in STATES:
+                series[k] += secs[k].tolist()
+        out = {"timeseries": ts, "contention": contention, "paths": paths, "events": events, "orders": orders,
+               "robot_time": robot_time, "robot_time_series": series}
+        if self.playback is not None:
+            out.update(self.playback.tables())
+        return out

@@ -27,3 +27,14 @@ ROBOT_TIME = declare_table(  # one row per robot: simulated seconds per state (s
     "robot_time", {"robot": pa.int64(), "zone": pa.int64(),
                    **{s: pa.float64() for s in STATES}},
     required=("robot",))
+ROBOT_TIME_SERIES = declare_table(  # per sample (every sample_every s) and robot: cumulative seconds per state so far
+    "robot_time_series", {"t": pa.float64(), "robot": pa.int64(), **{s: pa.float64() for s in STATES}},
+    required=("t", "robot"))
+FLOOR_FRAMES = declare_table(  # playback: per frame, each robot's flat cell, heading, carried shelf (-1) and the
+    # requested shelves, as comma-separated integers (the store has no list columns)
+    "floor_frames", {"t": pa.float64(), "cell": pa.string(), "heading": pa.string(), "cargo": pa.string(),
+                     "requests": pa.string()},
+    required=("t", "cell"))
+FLOOR_SHELVES = declare_table(  # playback: every shelf's cell at 0 s, then each put-down elsewhere
+    "floor_shelves", {"t": pa.float64(), "shelf": pa.int64(), "cell": pa.int64()},
+    required=("t", "shelf", "cell"))
