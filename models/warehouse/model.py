@@ -25,13 +25,15 @@ from desim.models.warehouse.floor import Floor
 from desim.models.warehouse.observe import FloorView, RobotObs, Views
 from desim.models.warehouse.order_flow import OrderFlow
 from desim.models.warehouse.resolution import PATH_ROBOTS, Resolver
-from desim.models.warehouse.results import Results
+from desim.models.warehouse.results import Playback, Results
 from desim.models.warehouse.robot_time import RobotClock
 from desim.models.warehouse.tempo import END_OF_INSTANT, Tempo
 from desim.models.warehouse.watch import Watcher
 from desim.network.topology import robot_name
 
 __all__ = ["WarehouseModel", "END_OF_INSTANT", "PATH_ROBOTS"]
+
+PLAYBACK_EVERY = 0.5  # seconds between playback frames in the event tempo (the tick tempo: every tick)
 
 
 class WarehouseModel:
@@ -103,6 +105,11 @@ class WarehouseModel:
         self.clock = RobotClock(n, cfg.tempo == "event", self.dispatcher.tasks, self.floor)
         self.results = Results(self)
         self.tempo = Tempo(sim, cfg, self.floor, n, self.resolver, self.observe, brain, clock=self.clock)
+
+        if getattr(net, "recording", False):  # a recording run: the floor at a fixed interval, for playback
+            every = cfg.tick_seconds if cfg.tempo == "tick" else PLAYBACK_EVERY
+            self.results.playback = Playback(sim, self.floor, every)
+            self.results.playback.start()
 
         self.tempo.start()
         self.orders.start()
