@@ -438,6 +438,19 @@ def test_a_timeout_is_a_failure_and_a_late_answer_is_ignored():
     assert outs[0].latency == pytest.approx(0.5 + g.cfg.sandbox_latency)
 
 
+def test_invoke_may_be_a_generator_or_answer_at_once():
+    env, g = make(sandbox_latency=0.0)
+
+    def gen(req):
+        yield env.timeout(0.2)
+        return Response(200, dict(GOOD))
+
+    a, b = run_calls(g, "a", "stock", gen), run_calls(g, "b", "stock", lambda req: Response(200, dict(GOOD)))
+    env.run()
+    outs = a + b
+    assert [o.ok for o in outs] == [True, True] and [o.latency for o in outs] == pytest.approx([0.2, 0.0])
+
+
 def test_the_sandbox_switch_shows_in_the_latency():
     env, g = make(sandbox_latency=0.25)
     outs = run_calls(g, "a", "stock", Tool(env, latency=0.1))

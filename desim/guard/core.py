@@ -38,6 +38,7 @@ delay, breaker)`` handed to ``record`` (default: the guard's own :class:`GuardLo
 from __future__ import annotations
 
 import copy
+import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -234,8 +235,9 @@ class Guard:
              context: Mapping[str, Any] | None = None, role: str | None = None) -> simpy.Process:
         """Start a guarded call; the returned process's value is an :class:`Outcome` (it never fails).
 
-        ``invoke(request)`` starts the real call and returns a :class:`Response` or a SimPy event
-        (a process, or an event the tool's reply triggers) whose value is one. ``state``: the
+        ``invoke(request)`` starts the real call and returns a :class:`Response`, a SimPy event
+        (a process, or an event the tool's reply triggers) whose value is one, or a generator
+        (run as a process). ``state``: the
         agent's current state for the allow rules; ``context``: what the plausibility rule may
         compare against (e.g. ``{"expected": estimate, "tolerance": 3 * std}``)."""
         box = self.boxes.get(agent) or self.sandbox(agent, role or "agent")
@@ -351,6 +353,8 @@ class Guard:
         timeout = spec.timeout if spec.timeout is not None else self.cfg.timeout
         try:
             ev = invoke(req)
+            if inspect.isgenerator(ev):  # a process body: run it as the call
+                ev = env.process(ev)
         except Exception as e:
             return None, None, None, f"exception: {_describe(e)}"
         if isinstance(ev, simpy.Event):
