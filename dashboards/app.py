@@ -21,14 +21,22 @@ from desim.dashboards import data as D  # noqa: E402
 st.set_page_config(page_title="desim dashboard", page_icon=":material/warehouse:", layout="wide")
 
 _PAGES = Path(__file__).resolve().parent / "views"  # not "pages/": Streamlit would also serve those on their own
-pages = [
-    st.Page(_PAGES / "runs.py", title="Runs", icon=":material/list:", url_path="runs", default=True),
-    st.Page(_PAGES / "convergence.py", title="Convergence", icon=":material/trending_up:", url_path="convergence"),
-    st.Page(_PAGES / "contention.py", title="Contention", icon=":material/grid_on:", url_path="contention"),
-    st.Page(_PAGES / "network.py", title="Network", icon=":material/lan:", url_path="network"),
-    st.Page(_PAGES / "whatif.py", title="What-if", icon=":material/science:", url_path="what-if"),
-    st.Page(_PAGES / "capacity.py", title="Capacity", icon=":material/stacked_line_chart:", url_path="capacity"),
+# (script, title, icon, url path): one line per page, in the sidebar's order. Streamlit serves the default
+# page at / whatever its url_path, so the default is a small home page and every other page has its own path.
+PAGES = [
+    ("home.py", "Home", ":material/home:", "home"),
+    ("runs.py", "Runs", ":material/list:", "runs"),
+    ("convergence.py", "Convergence", ":material/trending_up:", "convergence"),
+    ("overtime.py", "Over time", ":material/timeline:", "over-time"),
+    ("utilisation.py", "Utilisation", ":material/donut_large:", "utilisation"),
+    ("floor.py", "Floor", ":material/play_circle:", "floor"),
+    ("contention.py", "Contention", ":material/grid_on:", "contention"),
+    ("network.py", "Network", ":material/lan:", "network"),
+    ("whatif.py", "What-if", ":material/science:", "what-if"),
+    ("capacity.py", "Capacity", ":material/stacked_line_chart:", "capacity"),
 ]
+pages = [st.Page(_PAGES / script, title=title, icon=icon, url_path=path, default=(i == 0))
+         for i, (script, title, icon, path) in enumerate(PAGES)]
 page = st.navigation(pages)
 
 all_runs = C.runs()

@@ -77,6 +77,47 @@ def timeseries(ts: pd.DataFrame, metric: str, colour: str = "run_id", faults: pd
     return alt.layer(*layers).properties(height=240, title=title or metric)
 
 
+def _fault_spans(faults: pd.DataFrame | None, t_end: float) -> list:
+    if faults is None or faults.empty:
+        return []
+    f = faults.assign(end=faults["end"].clip(upper=t_end))
+    return [alt.Chart(f).mark_rect(opacity=0.13, color="#d62728").encode(
+        x="start:Q", x2="end:Q", tooltip=["fault:N", "target:N", "start:Q", "end:Q"] + (["run:N"] if "run" in f else []))]
+
+
+def over_time(df: pd.DataFrame, column: str, y_title: str, faults: pd.DataFrame | None, title: str,
+              colour: str = "run") -> alt.Chart:
+    """One line per run (labelled by what differs) against simulated time, faults shaded; the x axis
+    ends at the longest run's end."""
+    d = df.dropna(subset=[column])
+    t_end = float(df["t"].max()) if not df.empty else 1.0
+    line = alt.Chart(d).mark_line(strokeWidth=2, interpolate="monotone").encode(
+        x=alt.X("t:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, t_end], nice=False)),
+        y=alt.Y(f"{column}:Q", title=y_title),
+        color=alt.Color(f"{colour}:N", scale=CATEGORIES, legend=alt.Legend(title=None, orient="bottom", labelLimit=0,
+                                                                            columns=1)),
+        tooltip=[f"{colour}:N", alt.Tooltip("t:Q", format=".0f"), alt.Tooltip(f"{column}:Q", format=",.2f")])
+    return alt.layer(*_fault_spans(faults, t_end), line).properties(height=240, title=title)
+
+
+def latency_over_time(df: pd.DataFrame, faults: pd.DataFrame | None, title: str, unit: str = "s",
+                      dashes: tuple[str, ...] = ("p50", "p95", "p99"), dash_title: str = "percentile",
+                      y_title: str | None = None) -> alt.Chart:
+    """p50, p95 and p99 per run (column ``latency``, ``q`` the percentile): colour is the run, the dash
+    the percentile (or whatever ``q`` holds: ``dashes`` names its values in order)."""
+    d = df.dropna(subset=["latency"])
+    t_end = float(df["t"].max()) if not df.empty else 1.0
+    line = alt.Chart(d).mark_line(strokeWidth=1.8).encode(
+        x=alt.X("t:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, t_end], nice=False)),
+        y=alt.Y("latency:Q", title=y_title or f"latency ({unit})"),
+        color=alt.Color("run:N", scale=CATEGORIES, legend=alt.Legend(title=None, orient="bottom", labelLimit=0, columns=1)),
+        strokeDash=alt.StrokeDash("q:N", scale=alt.Scale(domain=list(dashes), range=[[1, 0], [6, 3], [2, 2]][:len(dashes)]),
+                                  legend=alt.Legend(title=dash_title, orient="bottom")),
+        detail="run:N",
+        tooltip=["run:N", "q:N", alt.Tooltip("t:Q", format=".0f"), alt.Tooltip("latency:Q", format=",.3f")])
+    return alt.layer(*_fault_spans(faults, t_end), line).properties(height=240, title=title)
+
+
 def topology(nodes: pd.DataFrame, edges: pd.DataFrame, title: str = "") -> alt.Chart:
     """Edges coloured by mean latency; cut edges red and dashed, degraded ones orange and dashed."""
     ax = None
@@ -123,20 +164,61 @@ def bands(df: pd.DataFrame, metric: str, x_title: str) -> alt.Chart:
     return (area + line).properties(height=230, title=metric)
 
 
-def credit_bars(df: pd.DataFrame) -> alt.Chart:
+def credit_bars(df: pd.DataFrame, title: str = "per-agent credit") -> alt.Chart:
+    """Each group's per-agent credit (last value, mean over its seeds); one scenario per chart."""
+    colour = "group" if "group" in df else "algo"
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("agent:N", title=None, axis=alt.Axis(labelAngle=0)),
         y=alt.Y("mean(credit):Q", title="credit (last value, mean over seeds)"),
-        color=alt.Color("algo:N", scale=CATEGORIES), xOffset="algo:N", tooltip=["algo:N", "agent:N", "mean(credit):Q", "count():Q"],
-    ).properties(height=230, title="per-agent credit")
+        color=alt.Color(f"{colour}:N", scale=CATEGORIES, legend=alt.Legend(title=colour, labelLimit=0, orient="bottom")),
+        xOffset=f"{colour}:N", tooltip=[f"{colour}:N", "agent:N", "mean(credit):Q", "count():Q"],
+    ).properties(height=230, title=title)
+
+
+def group_curves(bands: pd.DataFrame, lines: pd.DataFrame, metric: str, x_title: str, show_seeds: bool,
+                 marks: pd.DataFrame | None = None) -> alt.Chart:
+    """A metric per group: the mean over its seeds with a band; its seeds as thin lines (if
+    ``show_seeds``); runs left out of the mean (interrupted, failed, crashed) dashed with their status;
+    the rollback gate's promotions and rollbacks as triangles at the bottom (``marks``)."""
+    b = bands[bands["metric"] == metric]
+    colour = alt.Color("group:N", scale=CATEGORIES, legend=alt.Legend(title="group", orient="bottom", labelLimit=0,
+                                                                      columns=1))
+    base = alt.Chart(b).encode(x=alt.X("x:Q", title=x_title), color=colour)
+    layers = [base.mark_area(opacity=0.2).encode(y=alt.Y("lo:Q", title=metric), y2="hi:Q"),
+              base.mark_line(strokeWidth=2.5).encode(y="mean:Q", tooltip=["group:N", "x:Q", "mean:Q", "lo:Q", "hi:Q",
+                                                                          "n:Q"])]
+    ln = lines[lines["metric"] == metric]
+    xcol = "step" if x_title.startswith("environment") else "wall_s"
+    if show_seeds:
+        seeds = ln[ln["finished"]]
+        if not seeds.empty:
+            layers.append(alt.Chart(seeds).mark_line(strokeWidth=1, opacity=0.45).encode(
+                x=f"{xcol}:Q", y="value:Q", color=colour, detail="run_id:N", tooltip=["line:N", f"{xcol}:Q", "value:Q"]))
+    left = ln[~ln["finished"]]
+    if not left.empty:
+        layers.append(alt.Chart(left).mark_line(strokeWidth=1.5, strokeDash=[5, 3], opacity=0.9).encode(
+            x=f"{xcol}:Q", y="value:Q", color=colour, detail="run_id:N", tooltip=["line:N", "status:N", f"{xcol}:Q",
+                                                                               "value:Q"]))
+        ends = left.sort_values(xcol).groupby("run_id", as_index=False).last()
+        layers.append(alt.Chart(ends).mark_text(align="left", dx=4, fontSize=10).encode(
+            x=f"{xcol}:Q", y="value:Q", text="status:N", color=colour))
+    if marks is not None and not marks.empty:
+        layers.append(alt.Chart(marks.dropna(subset=["x"])).mark_point(shape="triangle-up", size=90, filled=True,
+                                                                        opacity=0.9).encode(
+            x="x:Q", y=alt.value(222),  # along the bottom of the plot
+            fill=alt.Fill("decision:N", scale=alt.Scale(domain=["promote", "rollback"], range=["#2ca02c", "#d62728"]),
+                          legend=alt.Legend(title="rollback gate", orient="bottom")),
+            tooltip=["group:N", "run_id:N", "step:Q", "decision:N", "reason:N"]))
+    return alt.layer(*layers).resolve_scale(color="shared").properties(height=230, title=metric)
 
 
 def runs_bars(df: pd.DataFrame, metric: str) -> alt.Chart:
-    """One horizontal bar per run (labelled by the run id's tail, seed and brain)."""
-    d = df.assign(run=[f"…{r[-6:]} s{s} {b or ''}".strip() for r, s, b in zip(df["run_id"], df["seed"], df["brain"])])
+    """One horizontal bar per run, labelled by ``label`` (what differs, with the scenario), never cut off."""
+    d = df if "label" in df else df.assign(label=[f"{s} · seed {x} · {b or ''}" for s, x, b in
+                                                  zip(df["scenario"], df["seed"], df["brain"])])
     return alt.Chart(d).mark_bar().encode(
-        y=alt.Y("run:N", title=None, sort=None), x=alt.X(f"{metric}:Q", title=None),
-        color=alt.Color("run:N", scale=alt.Scale(domain=list(d["run"]), scheme="tableau10"), legend=None),
+        y=alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=0)), x=alt.X(f"{metric}:Q", title=None),
+        color=alt.Color("label:N", scale=alt.Scale(domain=list(d["label"]), scheme="tableau10"), legend=None),
         tooltip=["run_id:N", "scenario:N", "seed:Q", "brain:N", f"{metric}:Q"],
     ).properties(height=alt.Step(22), title=metric)
 
@@ -221,3 +303,40 @@ def diff_intervals(df: pd.DataFrame, title: str = "change from the baseline, wit
     point = alt.Chart(d).mark_point(filled=True, size=90, shape="diamond").encode(
         y=y, x="change_pct:Q", color=colour, tooltip=tip)
     return alt.layer(zero, band, point).properties(height=alt.Step(26), title=title)
+
+
+def utilisation_area(df: pd.DataFrame, faults: pd.DataFrame | None, t_end: float, title: str,
+                     height: int = 260) -> alt.Chart:
+    """Each window's share of robot time per state, stacked to 100% (x: the window's end), faults shaded."""
+    order = {s: i for i, s in enumerate(TIME_COLOURS.domain)}
+    d = df.assign(order=df["state"].map(order))
+    area = alt.Chart(d).mark_area(interpolate="step-before").encode(
+        x=alt.X("t:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, t_end], nice=False)),
+        y=alt.Y("share:Q", title="share of robot time", stack="normalize", axis=alt.Axis(format="%")),
+        color=alt.Color("state:N", scale=TIME_COLOURS, legend=alt.Legend(title="state")),
+        order=alt.Order("order:Q"),
+        tooltip=[alt.Tooltip("t:Q", format=".0f"), "state:N", alt.Tooltip("share:Q", format=".1%"),
+                 alt.Tooltip("seconds:Q", format=",.0f")])
+    spans = []
+    if faults is not None and not faults.empty:
+        f = faults.assign(end=faults["end"].clip(upper=t_end))
+        spans = [alt.Chart(f).mark_rect(opacity=0.0, stroke="#d62728", strokeWidth=2, strokeDash=[4, 3]).encode(
+            x="start:Q", x2="end:Q", tooltip=["fault:N", "target:N", "start:Q", "end:Q"])]
+    return alt.layer(area, *spans).properties(height=height, title=title)
+
+
+def drops_over_time(df: pd.DataFrame, faults: pd.DataFrame | None, t_end: float, title: str) -> alt.Chart:
+    """Drops per window stacked by reason (one run; several runs: a line per run and reason)."""
+    runs = df["run"].nunique() if not df.empty else 0
+    x = alt.X("t:Q", title="simulated time (s)", scale=alt.Scale(domain=[0, t_end], nice=False))
+    colour = alt.Color("reason:N", scale=CATEGORIES, legend=alt.Legend(title="reason", orient="bottom"))
+    tip = ["run:N", "reason:N", alt.Tooltip("t:Q", format=".0f"), "count:Q"]
+    if runs <= 1:
+        mark = alt.Chart(df).mark_bar(opacity=0.85).encode(x=x, y=alt.Y("count:Q", title="messages", stack="zero"),
+                                                          color=colour, tooltip=tip)
+    else:
+        mark = alt.Chart(df).mark_line().encode(x=x, y=alt.Y("count:Q", title="messages"), color=colour,
+                                                strokeDash=alt.StrokeDash("run:N", legend=alt.Legend(
+                                                    title=None, orient="bottom", labelLimit=0, columns=1)),
+                                                tooltip=tip)
+    return alt.layer(*_fault_spans(faults, t_end), mark).properties(height=240, title=title)

@@ -91,12 +91,21 @@ def set_selected(ids: list[str]) -> None:
     sync_url()
 
 
-def pick_run(label: str, candidates: list[dict], key: str, help: str | None = None) -> dict | None:
-    """A selectbox over ``candidates``, starting at the first run picked on the Runs page."""
+def pick_run(label: str, candidates: list[dict], key: str, help: str | None = None,
+             needs: str = "what this page shows") -> dict | None:
+    """A selectbox over ``candidates``, starting at the first run picked on the Runs page. A picked run
+    this page cannot show is named, with why (``needs``), rather than silently replaced by another."""
     if not candidates:
         return None
     ids = [r["run_id"] for r in candidates]
-    sel = [i for i in selected() if i in ids]
+    picked = selected()
+    sel = [i for i in picked if i in ids]
+    if picked and not sel:
+        rs = {r["run_id"]: r for r in runs()}
+        first = rs.get(picked[0], {"run_id": picked[0]})
+        st.warning(f"Run `{picked[0]}` ({first.get('kind', '?')} of {first.get('scenario', '?')}), picked on the Runs "
+                   f"page, cannot be shown here: it has no {needs}. Pick one of the runs below.",
+                   icon=":material/warning:")
     if key in st.session_state and st.session_state[key] not in ids:
         del st.session_state[key]
     index = ids.index(sel[0]) if sel else 0
@@ -105,7 +114,8 @@ def pick_run(label: str, candidates: list[dict], key: str, help: str | None = No
     return run_by_id(candidates, rid)
 
 
-def page_run(accept, key: str, message: str, hint: str | None = None) -> tuple[dict, list[dict]]:
+def page_run(accept, key: str, message: str, hint: str | None = None,
+             needs: str = "what this page shows") -> tuple[dict, list[dict]]:
     """A single-run page's opening: pick one of the runs ``accept`` takes, or show
     ``message`` (and ``hint``) as an empty state and stop. Returns ``(run, all runs)``."""
     rs = runs()
@@ -113,7 +123,7 @@ def page_run(accept, key: str, message: str, hint: str | None = None) -> tuple[d
     if not candidates:
         empty(message, hint)
         st.stop()
-    return pick_run("Run", candidates, key=key), rs
+    return pick_run("Run", candidates, key=key, needs=needs), rs
 
 
 def empty(message: str, hint: str | None = None) -> None:

@@ -122,12 +122,31 @@ def runs_frame(runs: Sequence[dict]) -> pd.DataFrame:
             "msgs_sent": _get(s, "messages", "sent"),
             "msgs_delivered": _get(s, "messages", "delivered"),
             "msgs_dropped": _dropped_total(_get(s, "messages", "dropped")),
+            "algo": (r.get("config") or {}).get("algo") if r.get("kind") == "train" else None,
+            "env_steps": s.get("steps") if r.get("kind") == "train" else None,
+            "requested_steps": (r.get("config") or {}).get("steps") if r.get("kind") == "train" else None,
+            "final_return": s.get("final_return"),
+            "incumbent_version": s.get("incumbent_version"),
+            "promotions": s.get("promotions") if r.get("kind") == "train" else None,
+            "rollbacks": s.get("rollbacks") if r.get("kind") == "train" else None,
+            "env_steps_per_s": s.get("env_steps_per_s"),
+            "points": len((r.get("config") or {}).get("points") or []) if r.get("kind") == "sweep" else None,
+            "replications": (r.get("config") or {}).get("replications") if r.get("kind") == "sweep" else None,
             "tables": ",".join(sorted((r.get("tables") or {}).keys())),
         })
-    cols = ["run_id", "kind", "scenario", "seed", "brain", "status", "started_at", "duration_s", "sim_time",
-            "robots", "deliveries", "throughput_per_hour", "latency_p50", "latency_p95", "latency_p99",
-            "deadlocks", "collisions", "orders_failed", "msgs_sent", "msgs_delivered", "msgs_dropped", "tables"]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=_ALL_COLUMNS)
+
+
+_COMMON = ["run_id", "kind", "scenario", "seed", "brain", "status", "started_at", "duration_s"]
+RUN_COLUMNS = {  # the columns each kind of run has (the Runs page shows each kind in its own table)
+    "run": _COMMON + ["sim_time", "robots", "deliveries", "throughput_per_hour", "latency_p50", "latency_p95",
+                      "latency_p99", "deadlocks", "collisions", "orders_failed", "msgs_sent", "msgs_delivered",
+                      "msgs_dropped"],
+    "train": _COMMON + ["algo", "env_steps", "requested_steps", "final_return", "incumbent_version", "promotions",
+                        "rollbacks", "env_steps_per_s"],
+    "sweep": _COMMON + ["points", "replications"],
+}
+_ALL_COLUMNS = list(dict.fromkeys(c for cols in RUN_COLUMNS.values() for c in cols)) + ["tables"]
 
 
 def has_table(run: dict, table: str) -> bool:
@@ -152,7 +171,7 @@ def is_network(run: dict) -> bool:
 def run_label(run: dict) -> str:
     seed = run.get("seed")
     brain = f" {run['brain']}" if run.get("brain") else ""
-    return f"{run['run_id']} · {run.get('scenario')} · seed {seed}{brain} · {run.get('status')}"
+    return f"{run['run_id']} · {run.get('kind', 'run')} · {run.get('scenario')} · seed {seed}{brain} · {run.get('status')}"
 
 
 # --------------------------------------------------------------------------- tables

@@ -1,16 +1,17 @@
 """Shared by the dashboard tests (no tests here): fill a store with real runs.
 
 ``fill_store`` records real, short warehouse and network runs with
-:func:`desim.app.recording.record_run` and a few small training runs from
-:func:`toy_training`.
+:func:`desim.app.recording.record_run` and real, short training runs with
+``desim train``'s own :func:`desim.policies.train.train` (:func:`real_training`):
+two seeds of IPPO and one of MAPPO on the tiny floor, one IPPO run on a
+second scenario (the same floor with three robots) and one IPPO run stopped
+by Ctrl-C (a KeyboardInterrupt raised inside the training loop, as the
+terminal raises it), which the store marks ``interrupted``.
 
-TODO: ``toy_training`` stands in for ``desim train`` in the shared fixtures: the
-command was being built alongside the dashboard, and a real run costs ~6 s each
-on two cores, too slow for the 4-6 seeded runs the bands need. Once ``desim
-train`` is settled, switch these fixtures to short real ``desim train`` runs (a
-few seeds of two learners) and drop the stand-in.
-``test_dashboard.py::test_convergence_reads_a_real_desim_train_run`` already
-checks the page against one real run.
+:class:`ToyTrainer` (a tiny policy-gradient on a matrix game) writes curves
+step by step from the test's own process: the live-update tests use it to
+grow a ``running`` run between two reads, which a real training run in
+another process cannot do on cue.
 """
 from __future__ import annotations
 
@@ -116,23 +117,64 @@ class ToyTrainer:
         return rows
 
 
-def toy_training(store: Path, algo: str, seed: int, steps: int = 80, chunk: int = 20) -> str:
-    """A complete 'train' run of :class:`ToyTrainer`; returns its run_id."""
+TRAIN_CFG = {"eval_episodes": 1, "episode_steps": 64, "log_every_s": 1e-9, "checkpoint_every": 512}
+
+
+def tiny_three_robots(tmp: Path) -> Path:
+    """train-tiny with three robots, under its own name: a second training scenario."""
+    text = (SCENARIOS / "train-tiny.toml").read_text()
+    assert 'name = "train-tiny"' in text and "robots = 2" in text
+    out = tmp / "train-tiny-3.toml"
+    out.write_text(text.replace('name = "train-tiny"', 'name = "train-tiny-3"', 1).replace("robots = 2", "robots = 3", 1))
+    return out
+
+
+def real_train(store: Path, tmp: Path, scenario: Path, algo: str, seed: int, steps: int = 2048,
+               stop_after: int | None = None) -> str:
+    """A real ``desim train`` run (its library call); ``stop_after``: raise KeyboardInterrupt (Ctrl-C)
+    from inside the training loop at that many learner updates, as the terminal would."""
+    import desim.policies.train as T
+
+    before = {r["run_id"] for r in _store(store).list_runs()}
+    flush = T._CurveWriter.maybe_flush
+    calls = {"n": 0}
+
+    def interrupting(self):
+        flush(self)
+        calls["n"] += 1
+        if stop_after is not None and calls["n"] >= stop_after:
+            self.flush()
+            raise KeyboardInterrupt
+
+    T._CurveWriter.maybe_flush = interrupting
+    try:
+        T.train(str(scenario), algo, steps, device="cpu", seed=seed, store_path=store,
+                out_dir=tmp / f"ck-{algo}-{scenario.stem}-{seed}", progress=False, train_cfg=TRAIN_CFG)
+    except KeyboardInterrupt:
+        assert stop_after is not None
+    finally:
+        T._CurveWriter.maybe_flush = flush
+    (rid,) = [r["run_id"] for r in _store(store).list_runs() if r["run_id"] not in before]
+    return rid
+
+
+def _store(path: Path):
     from desim.store import Store
 
-    tr = ToyTrainer(algo, seed)
-    with Store(store).run("train", scenario="toy-climbing-game", seed=seed, brain=algo,
-                          config={"algo": algo, "steps": steps, "batch": tr.batch, "stand_in": True}) as h:
-        for _ in range(0, steps, chunk):
-            rows = tr.rows(chunk)
-            h.append("train_curves", rows)
-        h.summary.update(steps=tr.step_no, env_steps=tr.step_no * tr.batch,
-                         final_return=rows["value"][rows["metric"].index("return", len(rows["metric"]) - 8)])
-    return h.run_id
+    return Store(path)
 
 
-def fill_store(store: Path, tmp: Path, until: float = 240.0, train_seeds: int = 3) -> dict[str, str]:
-    """Real warehouse and network runs plus training stand-ins; returns {label: run_id}."""
+def real_training(store: Path, tmp: Path) -> dict[str, str]:
+    """Five real, short training runs (see the module docstring); returns {label: run_id}."""
+    tiny = SCENARIOS / "train-tiny.toml"
+    return {"ippo:0": real_train(store, tmp, tiny, "ippo", 0), "ippo:1": real_train(store, tmp, tiny, "ippo", 1),
+            "mappo:0": real_train(store, tmp, tiny, "mappo", 0),
+            "ippo-3robots:0": real_train(store, tmp, tiny_three_robots(tmp), "ippo", 0),
+            "ippo:interrupted": real_train(store, tmp, tiny, "ippo", 2, steps=8192, stop_after=3)}
+
+
+def fill_store(store: Path, tmp: Path, until: float = 240.0, training: bool = True) -> dict[str, str]:
+    """Real warehouse, network and training runs; returns {label: run_id}."""
     ids: dict[str, str] = {}
     for scenario, seed, brain in WAREHOUSE_RUNS:
         s = record(store, scenario, seed, until, brain)
@@ -141,9 +183,8 @@ def fill_store(store: Path, tmp: Path, until: float = 240.0, train_seeds: int = 
     ids["partitioned"] = s["run_id"]
     s = record(store, "network-partition.toml", 1, 120.0)
     ids["network"] = s["run_id"]
-    for algo in ("reinforce", "reinforce_baseline"):
-        for seed in range(train_seeds):
-            ids[f"{algo}:{seed}"] = toy_training(store, algo, seed)
+    if training:
+        ids.update(real_training(store, tmp))
     return ids
 
 

@@ -1,4 +1,4 @@
-"""Contention: the warehouse floor as a heatmap, robots' paths, deadlocks on a timeline, throughput."""
+"""Contention: the warehouse floor as a heatmap, robots' paths, deadlocks and faults on a timeline."""
 from __future__ import annotations
 
 import streamlit as st
@@ -9,7 +9,8 @@ from desim.dashboards import data as D
 
 st.title("Contention")
 run, rs = C.page_run(D.is_warehouse, "contention_run", "No warehouse runs in this store yet.",
-                     "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.")
+                     "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.",
+                     needs="warehouse floor (it is not a warehouse run)")
 rid = run["run_id"]
 ver = C.version(rs)
 s = run.get("summary") or {}
@@ -66,27 +67,5 @@ else:
         st.caption("Deadlocks: " + ", ".join(f"{n} {k.replace('_', '-')}" for k, n in by.items())
                    + ". A wait-for cycle is robots waiting on each other; 'stuck' is a robot with work that has not moved.")
 
-st.subheader("Over time")
-ts_runs = [rid] + [r for r in C.selected() if r != rid and D.is_warehouse(C.run_by_id(rs, r) or {})]
-ts = C.table("timeseries", ts_runs, ver)
-if ts.empty:
-    st.caption("This run recorded no time series.")
-else:
-    names = sorted(ts["metric"].unique())
-    default = names.index("throughput_per_hour") if "throughput_per_hour" in names else 0
-    which = st.selectbox("Series", names, index=default, key="contention_series")
-    if len(ts_runs) > 1:
-        st.caption("With the other warehouse runs picked on the Runs page.")
-    st.altair_chart(K.timeseries(ts, which, faults=faults if len(ts_runs) == 1 else None,
-                                 title=f"{which} (sampled every window; faults shaded)"), width="stretch")
-
-st.subheader("Where robots' time goes")
-bars, shares, bottleneck = D.robot_time_frame(C.table("robot_time", [rid], ver))
-if bars.empty:
-    st.caption("This run recorded no robot time (runs recorded before desim accounted it).")
-else:
-    st.altair_chart(K.time_share_bars(bars, "robot"), width="stretch")
-    work = sum(shares.get(k, 0.0) for k in ("moving", "turning", "loading"))
-    st.caption(f"Working (moving, turning, loading): {work:.0%} of robot time. "
-               + (f"Bottleneck: **{bottleneck}** ({shares[bottleneck]:.0%}), the largest of blocked, waiting for an "
-                  "observation, waiting for a command and idle." if bottleneck else "No time lost to waiting."))
+st.caption("Throughput, backlog and latency over time: the **Over time** page; where robots' time goes: "
+           "**Utilisation**; the run played back: **Floor**.")

@@ -1,4 +1,6 @@
-"""Convergence: training curves per algorithm, mean and a band across seeds, live while training writes."""
+"""Convergence: training curves grouped as TensorBoard and W&B group them (scenario, algorithm and
+settings), mean and a band across each group's seeds, seeds on or off, smoothing, the rollback gate's
+decisions on the curve, live while training writes. See dashboards/groups.py for what a group is."""
 from __future__ import annotations
 
 import streamlit as st
@@ -6,6 +8,7 @@ import streamlit as st
 from desim.dashboards import charts as K
 from desim.dashboards import common as C
 from desim.dashboards import data as D
+from desim.dashboards import groups as G
 
 st.title("Convergence")
 
@@ -23,13 +26,19 @@ if not train:
     wait_for_training()
     st.stop()
 
-c1, c2, c3 = st.columns([2, 2, 1])
+c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
 axis = c1.segmented_control("x axis", ["environment steps", "wall time"], default="environment steps",
                             key="conv_axis") or "environment steps"
 band = c2.segmented_control("band across seeds", ["min–max", "± std"], default="min–max", key="conv_band") or "min–max"
+weight = c3.slider("smoothing", 0.0, 0.99, 0.6, 0.01, key="conv_smooth",
+                   help="an exponential moving average per run, as TensorBoard's (0: the raw curve)")
 any_running = any(r.get("status") == "running" for r in train)
-live = c3.toggle("live", value=True, key="conv_live",
+live = c4.toggle("live", value=True, key="conv_live",
                  help="re-read the store every 2 s while a run is training (every 10 s otherwise)")
+d1, d2 = st.columns(2)
+show_seeds = d1.toggle("individual seeds", value=False, key="conv_seeds", help="each run's own curve, thin")
+show_left = d2.toggle("unfinished runs (marked, not averaged)", value=True, key="conv_unfinished",
+                      help="interrupted, failed and crashed runs never count in a group's mean; shown dashed")
 
 
 @st.fragment(run_every=(2.0 if any_running else 10.0) if live else None)
@@ -39,47 +48,62 @@ def curves_panel() -> None:
     if live and any(r.get("status") == "running" for r in tr) != any_running:
         st.rerun()  # a run started or ended: rerun the page so the refresh rate follows
     ver = C.version(rs)
-    curves = C.table("train_curves", [r["run_id"] for r in tr], ver=ver)
-    if curves.empty:
-        C.empty("The training runs have not logged any curves yet.")
-        return
-    if "algo" not in curves:
-        curves["algo"] = None
-    brains = {r["run_id"]: r.get("brain") for r in tr}
-    curves["algo"] = curves["algo"].fillna(curves["run_id"].map(brains)).fillna("?")
-    algos = sorted(curves["algo"].unique())
-    chosen = st.multiselect("Algorithms", algos, default=algos, key="conv_algos")
-    curves = curves[curves["algo"].isin(chosen)]
+    groups = G.group_runs(tr)
+    scenarios = sorted(groups["scenario"].unique())
+    chosen_scen = st.multiselect("Scenarios", scenarios, default=scenarios, key="conv_scenarios")
+    in_scen = groups[groups["scenario"].isin(chosen_scen)]
+    names = sorted(in_scen["group"].unique())
+    chosen = st.multiselect("Groups (scenario · algorithm · settings hash, overlaid)", names, default=names,
+                            key="conv_groups")
+    groups = in_scen[in_scen["group"].isin(chosen)]
+    table = G.group_table(groups)
+    st.dataframe(table, hide_index=True, width="stretch", key="conv_group_table",
+                 column_config={"seeds": st.column_config.NumberColumn("seeds", help="finished or running runs, "
+                                                                       "averaged in the curve")})
+    curves = C.table("train_curves", list(groups["run_id"]), ver=ver)
     running = [r for r in tr if r.get("status") == "running"]
-    last = curves.groupby("run_id")["step"].max() if not curves.empty else {}
-    live_ids = {r["run_id"] for r in running}
-    if live_ids and len(last):
-        last = last[last.index.isin(live_ids)]  # while training, the newest step of the running runs
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Training runs", len(tr))
     m2.metric("Running now", len(running))
-    m3.metric("Algorithms", len(chosen))
+    m3.metric("Groups", len(table))
+    live_ids = {r["run_id"] for r in running}
+    last = curves.groupby("run_id")["step"].max() if not curves.empty else {}
+    if live_ids and len(last):
+        last = last[last.index.isin(live_ids)]  # while training, the newest step of the running runs
     m4.metric("Latest step" + (" (running)" if running else ""), f"{int(max(last.values)) if len(last) else 0:,}")
-    x = "step" if axis == "environment steps" else "wall_s"
-    bands = D.curve_bands(curves, x=x, band="std" if band == "± std" else "minmax")
-    x_title = "environment steps" if x == "step" else "wall time (s)"
-    metrics = [m for m in D.TRAIN_METRICS if m in set(bands["metric"])]
-    others = sorted(m for m in set(bands["metric"]) if m not in D.TRAIN_METRICS and not m.startswith("credit/"))
-    if not metrics and not others:
-        C.empty("No curves for the chosen algorithms.")
+    if curves.empty:
+        C.empty("The chosen training runs have not logged any curves yet.")
         return
+    x = "step" if axis == "environment steps" else "wall_s"
+    x_title = "environment steps" if x == "step" else "wall time (s)"
+    sm = G.smoothed(curves, weight, x="step")
+    bands = G.group_bands(sm, groups, x=x, band="std" if band == "± std" else "minmax")
+    lines = G.seed_lines(sm, groups)
+    if not show_left:
+        lines = lines[lines["finished"]]
+    marks = G.promotion_marks(C.table("promotions", list(groups["run_id"]), ver=ver), groups, curves, x=x)
+    logged = set(curves["metric"])
+    metrics = [m for m in D.TRAIN_METRICS + ("eval_return",) if m in logged]
+    others = sorted(m for m in logged if m not in metrics and not m.startswith("credit/"))
     extra = st.multiselect("More metrics", others, key="conv_more", placeholder="other logged metrics "
-                           "(e.g. policy and value loss, KL, eval return)") if others else []
+                           "(e.g. policy and value loss, KL)") if others else []
     cols = st.columns(2)
     for i, metric in enumerate(metrics + extra):
-        cols[i % 2].altair_chart(K.bands(bands, metric, x_title), width="stretch")
+        with_marks = marks if metric in ("return", "eval_return") else None
+        cols[i % 2].altair_chart(K.group_curves(bands, lines, metric, x_title, show_seeds, with_marks), width="stretch")
     credit = D.credit_frame(curves)
     if not credit.empty:
-        st.altair_chart(K.credit_bars(credit), width="stretch")
-    seeds = curves.groupby("algo")["run_id"].nunique().rename("seeds (runs)")
-    st.caption("Curves are the mean over seeds; the band is "
+        credit = credit.merge(groups[["run_id", "group", "scenario", "finished"]], on="run_id")
+        credit = credit[credit["finished"]]
+        for scen, part in credit.groupby("scenario"):  # never mixed: one chart per scenario
+            st.altair_chart(K.credit_bars(part, title=f"per-agent credit · {scen}"), width="stretch")
+    n_left = int((~groups["finished"]).sum())
+    st.caption("Each curve is the mean over a group's finished (or running) seeds after smoothing; the band is "
                + ("the min–max across seeds. " if band == "min–max" else "± one standard deviation. ")
-               + "Seeds per algorithm: " + ", ".join(f"{a}: {n}" for a, n in seeds.items())
+               + (f"{n_left} unfinished run(s) left out of the means" + (", drawn dashed. " if show_left else ". ")
+                  if n_left else "")
+               + ("Triangles on the return curves: the rollback gate's promotions (green) and rollbacks (red). "
+                  if not marks.empty else "")
                + (" · updating every 2 s" if live and running else ""))
 
 

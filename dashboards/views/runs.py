@@ -6,6 +6,7 @@ import streamlit as st
 from desim.dashboards import charts as K
 from desim.dashboards import common as C
 from desim.dashboards import data as D
+from desim.dashboards import overtime as O
 
 st.title("Runs")
 rs = C.runs()
@@ -35,19 +36,25 @@ m2.metric("Complete", int((shown["status"] == "complete").sum()))
 m3.metric("Running", int((shown["status"] == "running").sum()))
 m4.metric("Failed / crashed / interrupted", int(shown["status"].isin(["failed", "crashed", "interrupted"]).sum()))
 
-# drop columns no shown run has (a store of network runs has no deliveries)
-table = shown.drop(columns=[c for c in shown.columns if shown[c].isna().all() and c not in ("run_id", "brain")])
-st.dataframe(
-    table, hide_index=True, width="stretch", key="runs_table",
-    column_config={
-        "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        "duration_s": st.column_config.NumberColumn("wall s", format="%.1f"),
-        "throughput_per_hour": st.column_config.NumberColumn("throughput/h", format="%.1f"),
-        "latency_p50": st.column_config.NumberColumn("lat p50 s", format="%.1f"),
-        "latency_p95": st.column_config.NumberColumn("lat p95 s", format="%.1f"),
-        "latency_p99": st.column_config.NumberColumn("lat p99 s", format="%.1f"),
-    },
-)
+FORMATS = {
+    "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "duration_s": st.column_config.NumberColumn("wall s", format="%.1f"),
+    "throughput_per_hour": st.column_config.NumberColumn("throughput/h", format="%.1f"),
+    "latency_p50": st.column_config.NumberColumn("lat p50 s", format="%.1f"),
+    "latency_p95": st.column_config.NumberColumn("lat p95 s", format="%.1f"),
+    "latency_p99": st.column_config.NumberColumn("lat p99 s", format="%.1f"),
+    "final_return": st.column_config.NumberColumn("final return", format="%.2f"),
+    "env_steps_per_s": st.column_config.NumberColumn("env steps/s", format="%.0f"),
+}
+TITLES = {"run": "Simulation runs", "train": "Training runs", "sweep": "Sweeps"}
+# one table per kind, each with its own columns: a training run has no deliveries, a simulation no return
+for kind in [k for k in D.RUN_KINDS if k in set(shown["kind"])] + sorted(set(shown["kind"].dropna()) - set(D.RUN_KINDS)):
+    part = shown[shown["kind"] == kind]
+    cols = [c for c in D.RUN_COLUMNS.get(kind, list(part.columns)) if c != "kind"]
+    part = part[cols]
+    part = part.drop(columns=[c for c in part.columns if part[c].isna().all() and c not in ("run_id", "brain")])
+    st.markdown(f"**{TITLES.get(kind, kind)}** ({len(part)})")
+    st.dataframe(part, hide_index=True, width="stretch", key=f"runs_table_{kind}", column_config=FORMATS)
 
 st.subheader("Compare")
 ids = list(shown["run_id"])
@@ -63,18 +70,20 @@ def _changed() -> None:
 
 st.multiselect("Runs to compare (shared with the other pages)", options, key="runs_compare",
                format_func=lambda i: labels.get(i, i), on_change=_changed,
-               placeholder="pick runs; Contention and Network open the first one")
+               placeholder="pick runs; the single-run pages open the first one")
 picked = df[df["run_id"].isin(C.selected())]
 if picked.empty:
     st.caption("Pick runs above to compare their headline figures.")
 else:
-    figures = [c for c in ("throughput_per_hour", "deliveries", "latency_p95", "deadlocks", "collisions", "msgs_dropped")
-               if picked[c].notna().any()]
-    st.dataframe(picked[["run_id", "scenario", "seed", "brain", "status"] + figures], hide_index=True,
+    by_id = {r["run_id"]: r for r in rs}
+    names = O.run_labels([by_id[i] for i in picked["run_id"]], always=("scenario",))
+    picked = picked.assign(label=[names[i] for i in picked["run_id"]])
+    figures = [c for c in ("throughput_per_hour", "deliveries", "latency_p95", "deadlocks", "collisions", "msgs_dropped",
+                           "final_return", "env_steps") if picked[c].notna().any()]
+    st.dataframe(picked[["run_id", "label", "status"] + figures], hide_index=True,
                  width="stretch", key="runs_compare_table")
-    cols = st.columns(3)
-    for i, metric in enumerate(figures):
-        cols[i % 3].altair_chart(K.runs_bars(picked, metric), width="stretch")
+    for metric in figures:  # full width: a label says what differs (scenario, brain, seed, changed values)
+        st.altair_chart(K.runs_bars(picked, metric), width="stretch")
 
 with st.expander("Run details"):
     rid = st.selectbox("Run", list(df["run_id"]), format_func=lambda i: labels.get(i, i), key="runs_detail")
