@@ -43,6 +43,10 @@ HASHES = {
     "warehouse-tiny.toml:1": "b83c8f07385d147650bdd14f99d601ac0fd9b98dd56c571a31096dedab434fd7",
     "warehouse-tiny.toml:2": "461c051f31b08a8a403f2d4c7ff9350f250c2c1cc1ae540177c370cd404aad1c",
     "warehouse-tiny.toml:3": "f4d7963787be3b0393f5177d5b377a82026cad740e37ef7a314bbb7f870adee6",
+    # added with the scenario (issue 12): the order pipeline, its services and the guard
+    "warehouse-pipeline.toml:1": "eeb0fdfcf085a541a3d002bd5cccecb888b587d3b0b34bb080f927c6560d659e",
+    "warehouse-pipeline.toml:2": "8c8504ef8d9bc4cc0714902aa23c8663cc522be241955693b78118f744116fe7",
+    "warehouse-pipeline.toml:3": "8d18573e35c2f678696d5eec678b331127d788000e39536d772260318e1275f7",
     "warehouse-xl-500-event.toml:1": "d4e9abc06f7ab13e815ec45585ec3bebe97086b42b7307fb410233c936aa28a1",
     "warehouse-xl-500-event.toml:2": "6490cb459f946d0fa3d57138071153952563cd41843038350073ed683960f718",
     "warehouse-xl-500-event.toml:3": "64b343de1c3545efc8e866cc63ddaf0af79d56e883f35ea9f2a696308436f98b",

@@ -104,6 +104,7 @@ class WarehouseModel:
         self.resolver = Resolver(sim, self.floor, self.book, self.watcher, self.views, self.grid, self.robots, cfg.reward)
         self.clock = RobotClock(n, cfg.tempo == "event", self.dispatcher.tasks, self.floor)
         self.results = Results(self)
+        self.components: list = []  # parts wired in after the model (pipeline.Services): finish, summary, tables
         self.tempo = Tempo(sim, cfg, self.floor, n, self.resolver, self.observe, brain, clock=self.clock)
 
         if getattr(net, "recording", False):  # a recording run: the floor at a fixed interval, for playback
@@ -204,9 +205,14 @@ class WarehouseModel:
     def finish(self) -> None:
         """Take a last sample at the end of the run (called by the runner)."""
         self.results.finish()
+        for c in self.components:
+            c.finish()
 
     def summary(self) -> dict:
-        return self.results.summary()
+        out = self.results.summary()
+        for c in self.components:
+            out.update(c.summary())
+        return out
 
     def robot_time(self) -> dict[str, np.ndarray]:
         """Seconds each robot has spent in each state (``robot_time.STATES``) so far: ``(n,)`` arrays
@@ -215,4 +221,7 @@ class WarehouseModel:
 
     def tables(self) -> dict[str, dict]:
         """Rows for the results store: time series, contention, floor plan, paths, events, orders, robot time."""
-        return self.results.tables()
+        out = self.results.tables()
+        for c in self.components:
+            out.update(c.tables())
+        return out

@@ -34,6 +34,7 @@ class OrderFlow:
             for slot in range(slots):
                 floor.set_request(slot, -1)
         floor.request_source = self.on_delivery
+        self.pipeline = None  # the order pipeline (pipeline.Services), when the scenario has one
 
     def start(self) -> None:
         """Start the arrival and expiry processes (with an orders section)."""
@@ -72,8 +73,22 @@ class OrderFlow:
         for gap, accept in arrivals(rng, oc.rate_per_hour / 3600.0, peaks, math.inf):
             yield env.timeout(gap)
             if accept:
-                self.book.create(env.now, int(rng.integers(self.floor.n_shelves)))
+                shelf = int(rng.integers(self.floor.n_shelves))
+                if self.pipeline is not None:  # the pipeline checks it first, then admit() or fail()
+                    self.pipeline.submit(self.book.create(env.now, shelf, queue=False))
+                    continue
+                self.book.create(env.now, shelf)
                 self.fill_slots()
+
+    def admit(self, order) -> None:
+        """The order pipeline passed ``order``: it waits for a request slot."""
+        self.book.admit(order)
+        self.fill_slots()
+
+    def fail(self, order, reason: str) -> None:
+        """The order pipeline gave up on ``order``."""
+        self.book.fail(order, self.sim.now, reason)
+        self.events.append((self.sim.now, "order_failed", "", json.dumps({"shelf": order.shelf, "reason": reason})))
 
     def _expiry(self):
         env = self.sim.env

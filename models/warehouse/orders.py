@@ -52,12 +52,27 @@ class OrderBook:
     by_shelf: dict[int, Order] = field(default_factory=dict)  # shelf -> order holding a slot
     failed: Counter = field(default_factory=Counter)
     completed: int = 0
+    in_pipeline: dict[int, Order] = field(default_factory=dict)  # oid -> created, held by the order pipeline
 
-    def create(self, t: float, shelf: int) -> Order:
+    def create(self, t: float, shelf: int, queue: bool = True) -> Order:
+        """A new order, waiting for a slot (``queue``) or held by the order pipeline until :meth:`admit`."""
         o = Order(len(self.orders), int(shelf), t)
         self.orders.append(o)
-        self.waiting.append(o)
+        if queue:
+            self.waiting.append(o)
+        else:
+            self.in_pipeline[o.oid] = o
         return o
+
+    def admit(self, o: Order) -> None:
+        """The pipeline is done with ``o``: it waits for a request slot."""
+        del self.in_pipeline[o.oid]
+        self.waiting.append(o)
+
+    def fail(self, o: Order, t: float, reason: str) -> None:
+        """The pipeline gives up on ``o``."""
+        del self.in_pipeline[o.oid]
+        self._fail(o, t, reason)
 
     def next_for_slot(self, t: float) -> int:
         """Shelf of the oldest waiting order whose shelf is not already requested, or -1."""
@@ -94,6 +109,10 @@ class OrderBook:
         freed = []
         while self.waiting and t - self.waiting[0].created > self.max_age:
             self._fail(self.waiting.popleft(), t, "timeout")
+        for oid, o in list(self.in_pipeline.items()):
+            if t - o.created > self.max_age:
+                del self.in_pipeline[oid]
+                self._fail(o, t, "timeout")
         for shelf, o in list(self.by_shelf.items()):
             if t - o.created > self.max_age:
                 del self.by_shelf[shelf]
@@ -107,7 +126,7 @@ class OrderBook:
 
     @property
     def pending(self) -> int:
-        return len(self.waiting) + len(self.by_shelf)
+        return len(self.waiting) + len(self.by_shelf) + len(self.in_pipeline)
 
     def counts(self) -> dict:
         return {"created": len(self.orders), "completed": self.completed, "failed": dict(self.failed), "pending": self.pending}

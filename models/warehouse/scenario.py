@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from desim.models.services import config as services
 from desim.models.warehouse.layout import Layout
+from desim.models.warehouse.pipeline_config import PipelineCfg
 from desim.network import topology as T
 from desim.registry import ModelSpec, SectionSpec, models, sections
 from desim.scenario import MAX_UNTIL, PathField, ScenarioError, Section
@@ -95,7 +97,10 @@ def topology(sc, file: str = "<scenario>"):
     if sc.topology.kind != "warehouse":
         raise ScenarioError(file, "topology.kind", "a scenario with a [warehouse] needs the 'warehouse' topology")
     w = sc.warehouse
-    return T.warehouse(w.zones, 0, tuple(sc.topology.services), robots=w.robots)
+    g = T.warehouse(w.zones, 0, tuple(sc.topology.services), robots=w.robots)
+    if services.enabled(sc):  # the inventory's replicas and the tool services, on the core
+        services.add_nodes(g, sc)
+    return g
 
 
 def check(sc, graph, file: str = "<scenario>") -> Layout:
@@ -107,6 +112,10 @@ def check(sc, graph, file: str = "<scenario>") -> Layout:
     q = cfg.request_queue or cfg.robots
     if q >= layout.n_shelves:
         raise ScenarioError(file, "warehouse.request_queue", f"must be below the number of shelves ({layout.n_shelves}), got {q}")
+    if services.enabled(sc):
+        if cfg.orders is None:
+            raise ScenarioError(file, "warehouse.orders", "the order pipeline and its services need an order stream ([warehouse.orders])")
+        services.check(sc, graph, file)
     return layout
 
 
@@ -122,17 +131,22 @@ def rate(sc, layout: Layout) -> float:
     orders = 0.0
     if w.orders is not None:
         orders = 3 * w.orders.rate_per_hour / 3600 * max([1.0] + [p.factor for p in w.orders.peaks])
-    return decisions + orders + w.robots / w.sample_every
+    extra = services.rate(sc, orders / 3) if services.enabled(sc) else 0.0
+    return decisions + orders + w.robots / w.sample_every + extra
 
 
 def build(sim, net, sc, layout: Layout, brain):
-    """The warehouse model on a fresh simulation; ``brain`` decides for every robot (None: an ``external`` hook will)."""
-    from desim.models.warehouse.model import WarehouseModel  # lazy: Mesa costs ~1 s that `desim validate` skips
-    return WarehouseModel(sim, net, sc.warehouse, layout, brain=brain)
+    """The warehouse model on a fresh simulation; ``brain`` decides for every robot (None: an ``external`` hook will);
+    with the services' sections, the services and the order pipeline wired in (``pipeline.build``)."""
+    from desim.models.warehouse.pipeline import build as build_model  # lazy: Mesa costs ~1 s that `desim validate` skips
+    return build_model(sim, net, sc, layout, brain)
 
 
 def register() -> None:
     sections.register("warehouse", SectionSpec(WarehouseCfg, owner="desim.models.warehouse",
                                                description="the warehouse model (rware rules, two tempos)"))
+    services.register()
+    sections.register("pipeline", SectionSpec(PipelineCfg, owner="desim.models.warehouse",
+                                              description="the warehouse's order pipeline and procurement agent"))
     models.register("warehouse", ModelSpec("warehouse", build=build, check=check, topology=topology, brain_field="brain",
                                            rate=rate, description="robots on an rware-rules floor"))

@@ -38,3 +38,18 @@ FLOOR_FRAMES = declare_table(  # playback: per frame, each robot's flat cell, he
 FLOOR_SHELVES = declare_table(  # playback: every shelf's cell at 0 s, then each put-down elsewhere
     "floor_shelves", {"t": pa.float64(), "shelf": pa.int64(), "cell": pa.int64()},
     required=("t", "shelf", "cell"))
+# -- the order pipeline and its services (pipeline.Services.tables()) ------------------------------
+ORDER_OUTCOMES = declare_table(  # one row per order: completed | failed (reason) | pending; latency to its end
+    "order_outcomes", {"oid": pa.int64(), "shelf": pa.int64(), "created": pa.float64(), "outcome": pa.string(),
+                       "reason": pa.string(), "latency": pa.float64(), "rounds": pa.int64(), "retries": pa.int64(),
+                       "price": pa.float64()},
+    required=("oid", "outcome"))
+TOOL_CALLS = declare_table(  # one row per attempt at a tool, client side; fault: what the injector did (ground truth)
+    "tool_calls", {"t": pa.float64(), "agent": pa.string(), "tool": pa.string(), "request": pa.int64(),
+                   "status": pa.int64(), "latency": pa.float64(), "fault": pa.string(), "detail": pa.string()},
+    required=("t", "tool", "status"))
+INVENTORY_READS = declare_table(  # one row per database read by the lookup tool; staleness = t - as_of
+    "inventory_reads", {"t": pa.float64(), "node": pa.string(), "sku": pa.int64(), "value": pa.int64(),
+                        "version": pa.int64(), "lsn": pa.int64(), "as_of": pa.float64(), "staleness": pa.float64(),
+                        "true_value": pa.int64(), "true_version": pa.int64()},
+    required=("t", "node", "sku"))
