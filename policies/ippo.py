@@ -36,3 +36,6 @@ class IPPO(MAPPO):
 
     def critic_features(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         return obs
+
+    def critic_input(self, obs, state):
+        return obs

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from desim.policies.common import MLP, ConfigError, EnvInfo, GRUNet, ValueNorm, make_config
+from desim.policies.ondevice import train_on_device
 from desim.policies.nonstationarity import PolicyVersions, RewardNormalizer, SwitchConfig, Switches, grouped_forward
 from desim.policies.replay import fresh
 
@@ -148,6 +149,10 @@ class MAPPO:
         """``obs (E, N, D)``, ``state (E, S)`` -> ``(E, N, S)``: the state, once per agent."""
         return np.broadcast_to(state[:, None, :], (state.shape[0], obs.shape[1], state.shape[1]))
 
+    def critic_input(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The same on the device (batched floors): ``obs (..., N, D)``, ``state (..., S)`` -> ``(..., N, S)``."""
+        return state.unsqueeze(-2).expand(state.shape[:-1] + (obs.shape[-2], state.shape[-1]))
+
     def _with_ids(self, x: np.ndarray, agent_ids: np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(np.array(x, dtype=np.float32), device=self.device)
         if not self.cfg.agent_ids:
@@ -203,6 +208,8 @@ class MAPPO:
 
         Arrays are kept in role order (``RoleRotation``: the identity unless
         ``role_rotation``); actions go back to the robots that chose them."""
+        if getattr(venv, "on_device", False):  # batched floors: the loop that keeps everything on the device
+            return train_on_device(self, venv, steps, log, on_update)
         c, dev = self.cfg, self.device
         E, N = len(venv.envs), self.info.n_agents
         T = c.rollout
@@ -332,24 +339,31 @@ class MAPPO:
         masked samples; minibatches split the sequences."""
         c, dev = self.cfg, self.device
         arrays, mask, starts, h0 = data
-        mask = np.asarray(mask, bool)
-        ret, adv = np.asarray(arrays["ret"], np.float64), np.asarray(arrays["adv"], np.float64)
-        if not mask.any():
+
+        def t(a, dt=torch.float32):  # numpy (the simulated floors) or a tensor already on the device (batched floors)
+            return a.to(dev, dt) if torch.is_tensor(a) else torch.as_tensor(np.asarray(a), dtype=dt, device=dev)
+
+        mask_t = t(mask, torch.bool)
+        if not bool(mask_t.any()):
             return {k: 0.0 for k in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")}
+        ret_t, adv_t = t(arrays["ret"], torch.float64), t(arrays["adv"], torch.float64)
         if self.value_norm is not None:
-            self.value_norm.update(ret[mask])
-            ret = self.value_norm.normalize(ret)
-        if c.advantage_norm and mask.sum() > 1:
-            adv = (adv - adv[mask].mean()) / (adv[mask].std() + 1e-8)
-        x_a = self._with_ids(arrays["obs"], arrays["ids"])
-        x_c = self._with_ids(arrays["crit"], arrays["ids"])
-        t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a), dtype=dt, device=dev)  # noqa: E731
+            self.value_norm.update(ret_t[mask_t].cpu().numpy())
+            ret_t = (ret_t - float(self.value_norm.mean)) / float(self.value_norm.std)
+        if c.advantage_norm and int(mask_t.sum()) > 1:
+            sel = adv_t[mask_t]
+            adv_t = (adv_t - sel.mean()) / (sel.std(unbiased=False) + 1e-8)
+        ret_t, adv_t = ret_t.float(), adv_t.float()
+        on_device = torch.is_tensor(arrays["obs"])  # batched floors: the id one-hots are already appended
+        x_a = arrays["obs"] if on_device else self._with_ids(arrays["obs"], arrays["ids"])
+        x_c = arrays["crit"] if on_device else self._with_ids(arrays["crit"], arrays["ids"])
         act_t, old_logp_t, old_v_t = t(arrays["act"], torch.int64), t(arrays["logp"]), t(arrays["val"])
-        adv_t, ret_t, mask_t, active_t = t(adv), t(ret), t(mask), t(arrays["active"])
+        active_t = t(arrays["active"])
+        mask_t = mask_t.float()
         starts_t = t(starts) if starts is not None else None
         h0_t = t(h0) if h0 is not None else None
         actor_opt, critic_opt = self.optimizers()
-        C = mask.shape[1]
+        C = mask_t.shape[1]
         sums: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0,
                                   "approx_kl": 0.0, "clip_frac": 0.0}
         n = 0
