@@ -205,6 +205,9 @@ def dash(
     os.execve(sys.executable, cmd, env)  # become Streamlit: signals reach the server itself
 
 
+Observations = enum.Enum("Observations", {"features": "features", "rware": "rware"}, type=str)
+
+
 @app.command()
 def train(
     scenario: Path = typer.Argument(..., help="scenario TOML file with a warehouse section (and optionally a train section)"),
@@ -214,6 +217,8 @@ def train(
     seed: int = typer.Option(0, help="training seed (held-out evaluation seeds are disjoint from it)"),
     out: Optional[Path] = typer.Option(None, help="checkpoint folder (default runs/checkpoints/<run_id>)"),
     store: Optional[Path] = typer.Option(None, help="results store (DuckDB file); default runs/desim.duckdb"),
+    envs: Optional[int] = typer.Option(None, min=1, max=65_536, help="train on this many batched floors (torch tensors on --device; mappo, ippo); default: the scenario's [train]"),
+    obs: Optional[Observations] = typer.Option(None, help="observations: features (what brains see) or rware (rware's own vector; batched floors)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train a learner on a scenario: curves to the store, versioned checkpoints, rollback."""
@@ -230,8 +235,9 @@ def train(
     try:
         sc = load(scenario)
         _store(store, must_exist=False)  # before training: a bad store path costs nothing (a new one is not created here)
+        train_cfg = ({"floors": "batched", "n_envs": envs} if envs is not None else {}) | ({"observations": obs.value} if obs else {})
         result = run_training(sc, algo, steps, scenario_text=Path(scenario).read_text(), file=str(scenario), device=device, seed=seed, out_dir=out, store_path=store,
-                              progress=not json_out)
+                              progress=not json_out, train_cfg=train_cfg)
     except (ScenarioError, StoreError, ValueError) as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -354,6 +360,108 @@ def _print_sweep(report: dict) -> None:
         console.print("at every point: " + ", ".join(f"{p} = {json.dumps(first[p])}" for p in fixed))
     for line in report.get("findings", []):
         console.print(line)
+
+
+Suite = enum.Enum("Suite", {"faults": "faults"}, type=str)
+GuardArm = enum.Enum("GuardArm", {"on": "on", "off": "off", "both": "both"}, type=str)
+
+
+@app.command("eval")
+def eval_(
+    scenario: Path = typer.Argument(..., help="scenario TOML file with the order pipeline (e.g. scenarios/warehouse-pipeline.toml)"),
+    suite: Suite = typer.Option(Suite.faults, help="the suite of cases to run"),
+    guard: GuardArm = typer.Option(GuardArm.on, help="run the cases with the guard on, off (for comparison) or both"),
+    case: Optional[list[str]] = typer.Option(None, "--case", help="run only this case (repeatable)"),
+    seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="seed of every arm (default: the scenario's)"),
+    until: Optional[float] = typer.Option(None, min=1.0, max=1e7, help="simulated seconds per run (default: the scenario's)"),
+    store: Optional[Path] = typer.Option(None, help="results store (DuckDB file); default runs/desim.duckdb"),
+    no_store: bool = typer.Option(False, "--no-store", help="do not record the results in the store"),
+    json_out: bool = typer.Option(False, "--json", help="print the results as a JSON list of objects (each with passed)"),
+) -> None:
+    """Run a failure suite against the clean baseline (same seed: common random numbers).
+
+    Exit code 1 when a case fails (an order lost, unbounded retries, a run that did not end, or a
+    safeguard that did not fire as expected)."""
+    from desim.app import eval as E  # lazy: the suite is one command's
+
+    if until is not None and not math.isfinite(until):
+        fail("--until: must be a finite number")
+    st = None if no_store else _store(store, must_exist=False)
+    bar = _EvalBar(enabled=not json_out and sys.stderr.isatty())
+    try:
+        results, guard_rows, windows, sc = E.run_suite(scenario, suite=suite.value, guard=guard.value, seed=seed,
+                                                       until=until, cases=case, progress=bar.update, keep_rows=st is not None)
+    except ScenarioError as e:
+        bar.close()
+        fail(str(e))
+    except KeyboardInterrupt:
+        bar.close()
+        fail("interrupted: nothing was recorded", 130)
+    bar.close()
+    run_id = None
+    if st is not None:
+        try:
+            run_id = E.record(st, sc, scenario, results, guard_rows, windows, guard=guard.value,
+                              seed=sc.seed if seed is None else seed, until=sc.until if until is None else until)
+        except StoreError as e:
+            fail(str(e))
+    if json_out:
+        sys.stdout.write(json.dumps(results, default=float) + "\n")
+    else:
+        _print_eval(results, sc.name, run_id)
+    if not all(r["passed"] for r in results):
+        raise typer.Exit(1)
+
+
+class _EvalBar:
+    """A progress bar over the suite's runs (case x arm), naming the one running."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.task = enabled, None, None
+
+    def update(self, done: int, total: int, label: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("runs"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                console=err_console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total)
+        self.bar.update(self.task, completed=done, total=total, description=label)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _vs(v: Any, base: Any) -> str:
+    """``v (+x%)`` against a baseline figure."""
+    if v is None:
+        return "-"
+    if base in (None, 0):
+        return _fmt(round(v, 1))
+    return f"{_fmt(round(v, 1))} ({(v - base) / base:+.0%})"
+
+
+def _print_eval(results: list[dict], name: str, run_id: Optional[str]) -> None:
+    passed = sum(r["passed"] for r in results)
+    t = Table(title=f"failure suite on {name}: {passed}/{len(results)} passed" + (f" (run {run_id})" if run_id else ""))
+    for col, just in (("case", "left"), ("arm", "left"), ("throughput/h (vs base)", "right"),
+                      ("latency p50 s (vs base)", "right"), ("retries (bound)", "right"), ("deadlocks", "right"),
+                      ("done/failed/pending", "right"), ("lost", "right"), ("harm", "left"), ("safeguards", "left"),
+                      ("passed", "left")):
+        t.add_column(col, justify=just, no_wrap=col in ("case", "arm"))
+    for r in results:
+        harm = ", ".join(f"{k.replace('_', ' ')} {r[k]}" for k in ("unauthorized_executed", "mispriced") if r[k]) or "-"
+        guards = ", ".join(f"{s['name']} {'✓' if s['ok'] else '✗'}" for s in r["safeguards"]) or "-"
+        t.add_row(r["case"], r["arm"], _vs(r["throughput"], r["base_throughput"]), _vs(r["latency_p50"], r["base_latency_p50"]),
+                  f"{r['retries']} ({r['retry_bound']})", str(r["deadlocks"]), f"{r['completed']}/{r['failed']}/{r['pending']}",
+                  str(r["lost"]), harm, guards, "yes" if r["passed"] else f"NO: {r['failures']}")
+    _print_table(t)
 
 
 @app.command()
