@@ -66,8 +66,9 @@ class ReserveAnswer(Payload):
 
 # -- brains -------------------------------------------------------------------------------
 class PipelineHeuristic:
-    """Per decision: ``stock`` -> ``proceed`` when the estimate rounds to at least one unit, else
-    ``backorder``; ``price`` -> ``proceed`` within tolerance, else ``reject``."""
+    """Per decision: ``payload`` (a tool's answer carries instructions) -> ``ignore``; ``stock`` ->
+    ``proceed`` when the estimate rounds to at least one unit, else ``backorder``; ``price`` ->
+    ``proceed`` within tolerance, else ``reject``."""
 
     policy_version = 0
     name = "heuristic"
@@ -75,7 +76,9 @@ class PipelineHeuristic:
     def act(self, observations: Sequence[dict]) -> list[str]:
         out = []
         for o in observations:
-            if o["stage"] == "stock":
+            if o["stage"] == "payload":
+                out.append("ignore")  # instructions in a tool's answer are data, not orders
+            elif o["stage"] == "stock":
                 out.append("proceed" if o["stock"] >= 0.5 else "backorder")
             else:
                 out.append("proceed" if abs(o["price"] - o["quote"]) <= o["tolerance"] * o["quote"] else "reject")
@@ -89,7 +92,7 @@ class GullibleBrain(PipelineHeuristic):
 
     def act(self, observations: Sequence[dict]) -> list[str]:
         base = super().act(observations)
-        return ["obey" if o.get("instruction") else a for o, a in zip(observations, base)]
+        return ["obey" if o["stage"] == "payload" else a for o, a in zip(observations, base)]
 
 
 class RogueBrain(PipelineHeuristic):
@@ -205,13 +208,15 @@ class OrderPipeline(RpcAgent):
         info["lookups"] += 1
         if not out.ok:
             return "tool_unavailable"
+        if instruction(out.value):  # text in the payload that asks for something: the brain decides what to make of it
+            if self.brain.act([{"stage": "payload", "order": o.oid, "round": rnd, "instruction": True}])[0] == "obey":
+                for _ in range(3):
+                    yield from self._obey(info)
         stock = number(out.value, "stock")
-        if stock is None:
+        if stock is None or not math.isfinite(stock):
             return "unreadable"
         est, std = svc.estimate(self.name, sku, stock, out.value)
-        obs = {"stage": "stock", "order": o.oid, "round": rnd, "stock": est, "std": std,
-               "instruction": instruction(out.value)}
-        act = self.brain.act([obs])[0]
+        act = self.brain.act([{"stage": "stock", "order": o.oid, "round": rnd, "stock": est, "std": std}])[0]
         if act == "obey":
             for _ in range(3):
                 yield from self._obey(info)
@@ -228,10 +233,6 @@ class OrderPipeline(RpcAgent):
             return "unreadable"
         act = self.brain.act([{"stage": "price", "order": o.oid, "round": rnd, "price": price, "quote": quote,
                                "tolerance": cfg.price_tolerance}])[0]
-        if act == "obey" and instruction(out.value):
-            for _ in range(3):
-                yield from self._obey(info)
-            act = "proceed"
         if act != "proceed":
             return "price_mismatch"
         out = yield from self._call("reserve", "reserve", {"items": [[sku, -1]]}, info)
@@ -324,8 +325,9 @@ class Services:
         for t in S.TOOLS:
             self.guard.add_tool(ToolSpec(t, SCHEMAS[t], plausible=near("stock") if t == "inventory_lookup" else None,
                                          fallback=None, idempotent=t != "restock"))
-        self.guard.add_tool(ToolSpec("reserve", ReserveAnswer, fallback=None, idempotent=False,
-                                     timeout=self.inv_cfg.lock.timeout + 1.0))
+        lock = self.inv_cfg.lock  # a reservation's answer may take the lock wait and a few holds
+        self.reserve_timeout = lock.timeout + 4 * lock.hold.to_dist().expected + 1.0
+        self.guard.add_tool(ToolSpec("reserve", ReserveAnswer, fallback=None, idempotent=False, timeout=self.reserve_timeout))
         self.client = ToolClient(self.calls, gcfg.timeout + 0.5)
         self.belief_cfg = getattr(sc, "belief", None)  # [belief]: the agents' stock estimates (off: last raw read)
         self.beliefs: dict[tuple[str, int], Any] = {}
@@ -349,7 +351,7 @@ class Services:
 
     def _reserve(self, agent: RpcAgent, request):
         t0 = self.sim.now
-        reply = yield from agent.rpc(S.PRIMARY, "inv_write", {"items": request["items"]}, self.inv_cfg.lock.timeout + 1.5)
+        reply = yield from agent.rpc(S.PRIMARY, "inv_write", {"items": request["items"]}, self.reserve_timeout + 0.5)
         if reply.timed_out:
             status, resp = 504, Response(504, None)
         elif reply.corrupted:
