@@ -178,6 +178,11 @@ class BatchedFloor:
 
     # ------------------------------------------------------------------ state
     @property
+    def ready(self) -> bool:
+        """True once a reset (or load_state) has given every floor a state."""
+        return self._ready
+
+    @property
     def shelf_cell(self) -> torch.Tensor:
         """``(E, S)`` flat cell of every shelf."""
         return self._shelf_cell[:, :-1]
@@ -186,25 +191,37 @@ class BatchedFloor:
         """Start a new episode on every floor (``mask`` None) or on the floors where ``mask`` is True.
 
         Each floor draws from its own stream, keyed by its episode count: the
-        k-th episode of floor f is the same in any batch, on any device."""
+        k-th episode of floor f is the same in any batch, on any device. On
+        CPU only the masked floors are drawn; on an accelerator every floor is
+        drawn and the masked ones kept, so the host never waits for the device."""
         dev = self.device
         if mask is None:
-            rows = self.floor_ids
-        else:
-            rows = torch.nonzero(mask.to(dev), as_tuple=False).reshape(-1)
+            rows, blend = self.floor_ids, None
+        elif self._may_sync:
+            rows, blend = torch.nonzero(mask, as_tuple=False).reshape(-1), None
             if rows.numel() == 0:
                 return
+        else:
+            rows, blend = self.floor_ids, mask.to(dev)
         R, n, C, S, Q = rows.numel(), self.n_agents, self.n_cells, self.n_shelves, self.request_queue_size
         ep = self.episode[rows]
         fid = self.floor_ids[rows]
         cells = torch.argsort(self._draw(_CELLS, fid, (ep,), C), dim=1, stable=True)[:, :n]
         dirs = self._draw(_DIRS, fid, (ep,), n) & 3
         queue = torch.argsort(self._draw(_QUEUE, fid, (ep,), S), dim=1, stable=True)[:, :Q]
-        self._put(rows, cells, dirs, torch.full((R, n), -1, dtype=torch.long, device=dev),
-                  torch.zeros(R, n, dtype=torch.bool, device=dev), self.shelf_home.expand(R, S), queue)
-        self.steps[rows] = 0
-        self.inactive[rows] = 0
-        self.episode[rows] = ep + 1
+        fresh = (cells, dirs, torch.full((R, n), -1, dtype=torch.long, device=dev),
+                 torch.zeros(R, n, dtype=torch.bool, device=dev), self.shelf_home.expand(R, S), queue)
+        if blend is None:
+            self._put(rows, *fresh)
+            self.steps[rows] = 0
+            self.inactive[rows] = 0
+            self.episode[rows] = ep + 1
+        else:
+            old = (self.cell, self.dir, self.carry, self.has_delivered, self.shelf_cell, self.queue)
+            self._put(rows, *(torch.where(blend[:, None], new, cur) for new, cur in zip(fresh, old)))
+            self.steps = torch.where(blend, 0, self.steps)
+            self.inactive = torch.where(blend, 0, self.inactive)
+            self.episode = self.episode + blend.long()
         self._ready = True
 
     def _put(self, rows, cells, dirs, carry, has_delivered, shelf_cell, queue) -> None:

@@ -115,10 +115,19 @@ class FeatureObs:
         self.tasks = torch.full((f.n_floors, f.n_agents), -1, dtype=torch.long, device=dev)
 
     def reset_tasks(self, mask: torch.Tensor | None = None) -> None:
+        """Drop the tasks of every floor (``mask`` None) or of the masked floors (a fresh Dispatcher's)."""
         if mask is None:
             self.tasks.fill_(-1)
         else:
-            self.tasks[mask.to(self.floor.device)] = -1
+            self.tasks.masked_fill_(mask.to(self.floor.device)[:, None], -1)
+
+    def distance(self, tasks: torch.Tensor) -> torch.Tensor:
+        """``(E, N)`` planned actions from each robot's state to its target (0: at it, or no target),
+        for ``tasks`` as they are (no dispatch): the shaping potential's ``d``."""
+        f = self.floor
+        m, _toggle, _loaded = self._plan(tasks)
+        d = self.maps[m.clamp(min=0) * (f.n_cells * 4) + f.cell * 4 + f.dir]
+        return torch.where(m >= 0, d, 0)
 
     def dispatch(self) -> torch.Tensor:
         """Every robot's task shelf, robot by robot as ``Dispatcher.dispatch(i)`` for i = 0, 1, ..."""
