@@ -1,0 +1,165 @@
+"""The order pipeline end to end on scenarios/warehouse-pipeline.toml (models/warehouse/pipeline.py).
+
+Orders are conserved (completed + failed + pending == created, none lost) with and without
+faults; a restock happens; runs are deterministic per seed; a scenario without the sections
+keeps its old trace hash and topology; the guard stops a gullible agent's smuggled orders
+and quarantines a rogue one; bad sections are one line naming the field.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli_support import call
+from desim.app.runner import prepare, run
+from desim.app.scenario import load
+from desim.models.services.config import service_nodes
+from desim.scenario import ScenarioError, parse
+from test_trace_contract import HASHES
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "scenarios" / "warehouse-pipeline.toml"
+BASE = SCENARIO.read_text()
+UNTIL = 600.0
+
+
+def with_(extra: str = "", **replace) -> object:
+    text = BASE + "\n" + extra
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return parse(text, "<test>", base_dir=SCENARIO.parent)
+
+
+def conserved(s: dict) -> None:
+    o, p = s["orders"], s["pipeline"]
+    assert o["created"] == o["completed"] + sum(o["failed"].values()) + o["pending"]
+    assert p["lost"] == 0 and s["pipeline_conserved"] is True and s["orders_conserved"] is True
+
+
+def test_the_clean_pipeline_completes_orders_restocks_and_conserves():
+    s = run(load(SCENARIO), 1, UNTIL).summary
+    conserved(s)
+    p = s["pipeline"]
+    assert s["orders"]["completed"] >= 20 and s["deliveries"] >= 20
+    assert p["restocks"] >= 1 and p["restocked_units"] == 5 * p["restocks"]  # restock_qty = 5
+    assert p["tool_status"] == {"200": p["tool_calls"]} and p["guard_fallback"] == 0
+    assert p["inventory_reads"] > 0 and p["lock_timeouts"] == 0
+    assert set(s["orders"]["failed"]) <= {"out_of_stock"}  # the only way a clean run fails an order
+
+
+def test_deterministic_per_seed():
+    sc = load(SCENARIO)
+    a, b, c = (run(sc, seed, 300.0).summary for seed in (4, 4, 5))
+    assert a["trace_hash"] == b["trace_hash"] and a["pipeline"] == b["pipeline"]
+    assert a["trace_hash"] != c["trace_hash"]
+
+
+def test_a_scenario_without_the_sections_keeps_its_hash_and_topology():
+    sc = load(ROOT / "scenarios" / "warehouse-tiny-event.toml")
+    g = prepare(sc).graph
+    assert not any(n in g for n in ("tool-lookup", "inventory-r1")), "no service nodes added"
+    s = run(sc, 1, 120.0).summary
+    assert s["trace_hash"] == HASHES["warehouse-tiny-event.toml:1"] and "pipeline" not in s
+    g = prepare(load(SCENARIO)).graph
+    assert all(g.nodes[n]["role"] == "service" for n in service_nodes(load(SCENARIO)))
+
+
+FAULTS = {
+    "storm_500": '[[tool_faults]]\nat = 60.0\nduration = 200.0\nkind = "error_500"\nrate = 0.9\n',
+    "throttle": '[[tool_faults]]\nat = 60.0\nduration = 200.0\ntool = "price_check"\nkind = "throttle"\nlimit = 0.02\n',
+    "timeouts": '[[tool_faults]]\nat = 60.0\nduration = 200.0\nkind = "timeout"\nrate = 0.5\n',
+    "corrupt": '[[tool_faults]]\nat = 60.0\nduration = 400.0\nkind = "malformed"\nrate = 0.5\n',
+    "byzantine": '[[tool_faults]]\nat = 60.0\nduration = 400.0\nkind = "byzantine"\nrate = 0.5\nfactor = 0.3\n',
+    "primary_cut": '[[faults]]\nat = 60.0\nkind = "isolate"\nnodes = ["inventory"]\nduration = 200.0\n',
+    "replica_cut": '[[faults]]\nat = 60.0\nkind = "isolate"\nnodes = ["inventory-r1"]\nduration = 300.0\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAULTS))
+def test_orders_are_conserved_under_faults_and_the_faults_show(case):
+    s = run(with_(FAULTS[case]), 1, UNTIL).summary
+    conserved(s)
+    p = s["pipeline"]
+    if case in ("storm_500", "throttle", "timeouts"):
+        assert p["guard_fallback"] > 0 and p["guard_retry"] > 0  # the guard retried, then fell back
+    if case == "storm_500":
+        assert p["tool_status"].get("500", 0) > 0 and p["guard_breaker_open"] > 0
+    if case == "throttle":
+        assert p["tool_status"].get("429", 0) > 0
+    if case == "timeouts":
+        assert p["tool_status"].get("504", 0) > 0 and p["tool_faults"]["timeout"] > 0
+    if case == "corrupt":
+        assert p["guard_reject"] > 0 and p["tool_faults"]["malformed"] > 0
+    if case == "byzantine":
+        assert p["tool_faults"]["byzantine"] > 0 and (p["mispriced"] > 0 or "price_mismatch" in s["orders"]["failed"])
+    if case == "primary_cut":  # reservations go unanswered; a write is not retried (it may have happened)
+        assert s["orders"]["completed"] > 0 and p["tool_status"].get("504", 0) > 0 and p["guard_fallback"] > 0
+    if case == "replica_cut":
+        assert p["tool_status"].get("503", 0) > 0 and p["replica_syncs"] >= 1
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_smuggled_instructions_reach_a_gullible_agent_only_without_the_guard(guard):
+    extra = FAULTS["corrupt"].replace('rate = 0.5', 'rate = 0.5\npayload = "injection"\ntool = "inventory_lookup"')
+    extra += f"\n[guard]\nenabled = {str(guard).lower()}\n"
+    s = run(with_(extra, **{'brain = "heuristic"': 'brain = "gullible"'}), 1, UNTIL).summary
+    conserved(s)
+    p = s["pipeline"]
+    if guard:
+        assert p["unauthorized_attempts"] == 0 and p["guard_reject"] > 0
+    else:
+        assert p["unauthorized_executed"] == p["unauthorized_attempts"] > 0
+        assert p["restocked_units"] >= 100_000  # what the smuggled text asked for landed
+
+
+def test_the_kill_switch_quarantines_a_rogue_pipeline_and_no_order_is_lost():
+    s = run(with_(**{'brain = "heuristic"': 'brain = "rogue"'}), 1, UNTIL).summary
+    conserved(s)
+    p = s["pipeline"]
+    assert p["guard_quarantined_agents"] == ["orders"] and p["guard_quarantine"] == 1
+    assert p["guard_blocked"] == 3 and p["unauthorized_executed"] == 0
+    assert s["orders"]["failed"].get("tool_unavailable", 0) > 0  # its orders got the safe default
+
+
+def test_belief_on_and_off_both_run_and_agree_on_a_clean_floor():
+    on = run(with_("[belief]\nenabled = true\n"), 2, 300.0).summary
+    off = run(with_("[belief]\nenabled = false\n"), 2, 300.0).summary
+    conserved(on)
+    conserved(off)
+    assert on["orders"] == off["orders"]  # fresh reads: the filter follows them
+
+
+@pytest.mark.parametrize("extra,replace,field", [
+    ('[[tool_faults]]\nat = 1.0\nkind = "error_500"\ntool = "nope"\n', {}, "tool_faults[0].tool"),
+    ('[[tool_faults]]\nat = 1.0\nkind = "error_500"\nrate = 2.0\n', {}, "tool_faults[0].rate"),
+    ('[[tool_faults]]\nat = 1.0\nkind = "meteor"\n', {}, "tool_faults[0].kind"),
+    ("", {"replicas = 2": "replicas = 99"}, "inventory.replicas"),
+    ("", {"restock_qty = 5": 'restock_qty = "5"'}, "pipeline.restock_qty"),
+    ("", {"lead_time = { dist = \"constant\", mean = 60.0 }": "lead_time = { dist = \"constant\", mean = -1.0 }"},
+     "tools.lead_time.mean"),
+])
+def test_a_bad_section_is_one_line_naming_the_field(extra, replace, field):
+    text = BASE
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    with pytest.raises(ScenarioError) as e:
+        parse(text + "\n" + extra, "f.toml")
+    assert f"f.toml: {field}:" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_pipeline_needs_an_order_stream():
+    text = BASE.replace('orders = { rate_per_hour = 240.0, max_age = 900.0 }\n', "")
+    with pytest.raises(ScenarioError, match=r"warehouse\.orders"):
+        prepare(parse(text, "f.toml", base_dir=SCENARIO.parent), "f.toml")
+
+
+def test_desim_validate_and_run_on_the_command_line():
+    code, out, err = call("validate", str(SCENARIO))
+    assert code == 0, err
+    code, out, err = call("run", str(SCENARIO), "--seed", "1", "--no-store", "--json", "--until", "120")
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["pipeline_conserved"] and s["pipeline"]["tool_calls"] > 0
