@@ -8,9 +8,11 @@ and quarantines a rogue one; bad sections are one line naming the field.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cli_support import call
 from desim.app.runner import prepare, run
@@ -163,3 +165,45 @@ def test_desim_validate_and_run_on_the_command_line():
     assert code == 0, err
     s = json.loads(out)
     assert s["pipeline_conserved"] and s["pipeline"]["tool_calls"] > 0
+
+
+# -- property: random tool and network fault schedules ---------------------------------------------
+TOOL_KINDS = ["error_500", "error_503", "throttle", "timeout", "slow", "malformed", "byzantine"]
+NODES = ["inventory", "inventory-r1", "inventory-r2", "tool-lookup", "tool-price", "tool-restock", "orders",
+         "procurement", "zone-0"]
+
+
+@st.composite
+def schedules(draw) -> str:
+    out = []
+    for _ in range(draw(st.integers(0, 3))):
+        out.append("[[tool_faults]]\n" + f"at = {draw(st.floats(0, 150)):.3f}\nduration = {draw(st.floats(1, 150)):.3f}\n"
+                   f'kind = "{draw(st.sampled_from(TOOL_KINDS))}"\n'
+                   f'tool = "{draw(st.sampled_from(["all", "inventory_lookup", "price_check", "restock"]))}"\n'
+                   f"rate = {draw(st.floats(0, 1)):.3f}\nlimit = {draw(st.floats(0.01, 5)):.3f}\n"
+                   f"extra_delay = {draw(st.floats(0, 5)):.3f}\nfactor = {draw(st.floats(0.01, 3)):.3f}\n")
+    for _ in range(draw(st.integers(0, 2))):
+        out.append("[[faults]]\n" + f"at = {draw(st.floats(0, 150)):.3f}\nduration = {draw(st.floats(1, 100)):.3f}\n"
+                   f'kind = "isolate"\nnodes = ["{draw(st.sampled_from(NODES))}"]\n')
+    if draw(st.booleans()):
+        out.append("[guard]\nenabled = false\n")
+    if draw(st.booleans()):
+        out.append("[belief]\nenabled = false\n")
+    return "\n".join(out)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(schedules(), st.integers(0, 2**31), st.sampled_from(["heuristic", "gullible", "rogue"]))
+def test_no_order_is_lost_retries_are_bounded_and_runs_repeat_under_random_faults(extra, seed, brain):
+    sc = with_(extra, **{'brain = "heuristic"': f'brain = "{brain}"'})
+    a = run(sc, seed, 200.0)
+    s = a.summary
+    conserved(s)
+    assert s["sim_time"] == 200.0  # it terminated at its end, not stalled before
+    svc = a.model.components[0]
+    max_retries = svc.guard.cfg.retry.max_retries
+    per_call = Counter(c for c, d in zip(svc.guard.log.cols["call"], svc.guard.log.cols["decision"]) if d == "retry")
+    assert max(per_call.values(), default=0) <= max_retries
+    assert s["pipeline"]["retries"] == sum(per_call.values())
+    assert run(sc, seed, 200.0).summary["trace_hash"] == s["trace_hash"]
