@@ -77,6 +77,13 @@ def timeseries(ts: pd.DataFrame, metric: str, colour: str = "run_id", faults: pd
     return alt.layer(*layers).properties(height=240, title=title or metric)
 
 
+def _tall(plot: int, df: pd.DataFrame, field: str, extra_rows: int = 0) -> int:
+    """A chart's height with room for a one-column legend at the bottom: Streamlit fits the whole chart,
+    legend included, into the height, so the plot keeps ``plot`` pixels only if the legend's rows are added."""
+    rows = (df[field].nunique() if field in df and not df.empty else 0) + extra_rows
+    return plot + 60 + 19 * rows
+
+
 def _fault_spans(faults: pd.DataFrame | None, t_end: float) -> list:
     if faults is None or faults.empty:
         return []
@@ -97,7 +104,7 @@ def over_time(df: pd.DataFrame, column: str, y_title: str, faults: pd.DataFrame 
         color=alt.Color(f"{colour}:N", scale=CATEGORIES, legend=alt.Legend(title=None, orient="bottom", labelLimit=0,
                                                                             columns=1)),
         tooltip=[f"{colour}:N", alt.Tooltip("t:Q", format=".0f"), alt.Tooltip(f"{column}:Q", format=",.2f")])
-    return alt.layer(*_fault_spans(faults, t_end), line).properties(height=240, title=title)
+    return alt.layer(*_fault_spans(faults, t_end), line).properties(height=_tall(200, d, colour), title=title)
 
 
 def latency_over_time(df: pd.DataFrame, faults: pd.DataFrame | None, title: str, unit: str = "s",
@@ -115,7 +122,7 @@ def latency_over_time(df: pd.DataFrame, faults: pd.DataFrame | None, title: str,
                                   legend=alt.Legend(title=dash_title, orient="bottom")),
         detail="run:N",
         tooltip=["run:N", "q:N", alt.Tooltip("t:Q", format=".0f"), alt.Tooltip("latency:Q", format=",.3f")])
-    return alt.layer(*_fault_spans(faults, t_end), line).properties(height=240, title=title)
+    return alt.layer(*_fault_spans(faults, t_end), line).properties(height=_tall(200, d, "run", 2), title=title)
 
 
 def topology(nodes: pd.DataFrame, edges: pd.DataFrame, title: str = "") -> alt.Chart:
@@ -172,14 +179,14 @@ def credit_bars(df: pd.DataFrame, title: str = "per-agent credit") -> alt.Chart:
         y=alt.Y("mean(credit):Q", title="credit (last value, mean over seeds)"),
         color=alt.Color(f"{colour}:N", scale=CATEGORIES, legend=alt.Legend(title=colour, labelLimit=0, orient="bottom")),
         xOffset=f"{colour}:N", tooltip=[f"{colour}:N", "agent:N", "mean(credit):Q", "count():Q"],
-    ).properties(height=230, title=title)
+    ).properties(height=_tall(200, df, colour, 1), title=title)
 
 
 def group_curves(bands: pd.DataFrame, lines: pd.DataFrame, metric: str, x_title: str, show_seeds: bool,
                  marks: pd.DataFrame | None = None) -> alt.Chart:
     """A metric per group: the mean over its seeds with a band; its seeds as thin lines (if
     ``show_seeds``); runs left out of the mean (interrupted, failed, crashed) dashed with their status;
-    the rollback gate's promotions and rollbacks as triangles at the bottom (``marks``)."""
+    the rollback gate's promotions and rollbacks as vertical rules, green and red (``marks``)."""
     b = bands[bands["metric"] == metric]
     colour = alt.Color("group:N", scale=CATEGORIES, legend=alt.Legend(title="group", orient="bottom", labelLimit=0,
                                                                       columns=1))
@@ -202,14 +209,14 @@ def group_curves(bands: pd.DataFrame, lines: pd.DataFrame, metric: str, x_title:
         ends = left.sort_values(xcol).groupby("run_id", as_index=False).last()
         layers.append(alt.Chart(ends).mark_text(align="left", dx=4, fontSize=10).encode(
             x=f"{xcol}:Q", y="value:Q", text="status:N", color=colour))
-    if marks is not None and not marks.empty:
-        layers.append(alt.Chart(marks.dropna(subset=["x"])).mark_point(shape="triangle-up", size=90, filled=True,
-                                                                        opacity=0.9).encode(
-            x="x:Q", y=alt.value(222),  # along the bottom of the plot
-            fill=alt.Fill("decision:N", scale=alt.Scale(domain=["promote", "rollback"], range=["#2ca02c", "#d62728"]),
-                          legend=alt.Legend(title="rollback gate", orient="bottom")),
+    if marks is not None and not marks.empty:  # the gate's decisions: a vertical rule each, over the whole plot
+        layers.append(alt.Chart(marks.dropna(subset=["x"])).mark_rule(strokeWidth=1.5, strokeDash=[3, 2], opacity=0.8).encode(
+            x="x:Q",
+            stroke=alt.Stroke("decision:N", scale=alt.Scale(domain=["promote", "rollback"], range=["#2ca02c", "#d62728"]),
+                              legend=alt.Legend(title="rollback gate", orient="bottom")),
             tooltip=["group:N", "run_id:N", "step:Q", "decision:N", "reason:N"]))
-    return alt.layer(*layers).resolve_scale(color="shared").properties(height=230, title=metric)
+    return alt.layer(*layers).resolve_scale(color="shared").properties(
+        height=_tall(200, pd.concat([b[["group"]], ln[["group"]]]), "group", 2), title=metric)
 
 
 def runs_bars(df: pd.DataFrame, metric: str) -> alt.Chart:
@@ -339,4 +346,5 @@ def drops_over_time(df: pd.DataFrame, faults: pd.DataFrame | None, t_end: float,
                                                 strokeDash=alt.StrokeDash("run:N", legend=alt.Legend(
                                                     title=None, orient="bottom", labelLimit=0, columns=1)),
                                                 tooltip=tip)
-    return alt.layer(*_fault_spans(faults, t_end), mark).properties(height=240, title=title)
+    return alt.layer(*_fault_spans(faults, t_end), mark).properties(
+        height=_tall(200, df, "reason", 1 + (df["run"].nunique() if runs > 1 else 0)), title=title)

@@ -14,6 +14,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard_support import ToyTrainer, fill_store  # noqa: E402
 from desim.dashboards import data as D  # noqa: E402
+from desim.dashboards import groups as G  # noqa: E402
+from desim.dashboards import overtime as O  # noqa: E402
 from desim.store import Store  # noqa: E402
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py")
@@ -24,7 +26,7 @@ TIMEOUT = 60
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dash")
     path = tmp / "store.duckdb"
-    ids = fill_store(path, tmp, until=240.0, train_seeds=2)
+    ids = fill_store(path, tmp, until=240.0)
     old = os.environ.get("DESIM_STORE")
     os.environ["DESIM_STORE"] = str(path)
     yield path, ids
@@ -74,33 +76,46 @@ def chart_data(chart) -> set[str]:
 
 def test_runs_page_lists_filters_and_picks(store):
     path, ids = store
-    at = app()
+    at = app("runs")
     assert at.title[0].value == "Runs"
     n = len(ids)
     assert metric(at, "Runs shown") == f"{n} of {n}"
-    table = at.dataframe[0].value
-    assert set(table["run_id"]) == set(ids.values())
-    row = table.set_index("run_id").loc[ids["warehouse-small-event.toml:1"]]
+    sims, trains = frame_with(at, "deliveries"), frame_with(at, "env_steps")
+    assert set(sims["run_id"]) | set(trains["run_id"]) == set(ids.values())
+    row = sims.set_index("run_id").loc[ids["warehouse-small-event.toml:1"]]
     assert row["scenario"] == "warehouse-small-event" and row["brain"] == "greedy" and row["seed"] == 1
     assert row["deliveries"] > 0 and row["status"] == "complete"
+    # training runs: their own table with training columns, no warehouse columns full of None
+    assert set(trains["run_id"]) == {v for k, v in ids.items() if k.startswith(("ippo", "mappo"))}
+    assert not {"deliveries", "throughput_per_hour", "deadlocks"} & set(trains.columns)
+    assert not {"final_return", "env_steps"} & set(sims.columns)
+    tr = trains.set_index("run_id")
+    assert tr.loc[ids["ippo:0"], "env_steps"] == 2048 and tr.loc[ids["ippo:0"], "algo"] == "ippo"
+    assert tr.loc[ids["ippo:0"], "promotions"] == 2
+    assert tr.loc[ids["ippo:interrupted"], "status"] == "interrupted"
 
     at.multiselect(key="runs_kind").select("train").run()
-    assert metric(at, "Runs shown") == f"4 of {n}"
-    assert set(at.dataframe[0].value["kind"]) == {"train"}
+    assert metric(at, "Runs shown") == f"5 of {n}"
+    assert not [d for d in at.dataframe if "deliveries" in d.value.columns]
     at.multiselect(key="runs_kind").unselect("train").run()
     at.multiselect(key="runs_scenario").select("network-partition").run()
     assert metric(at, "Runs shown") == f"1 of {n}"
 
     # pick runs to compare: shared through session state and the URL
     at.multiselect(key="runs_scenario").unselect("network-partition").run()
-    a, b = ids["warehouse-small-event.toml:2"], ids["warehouse-small-event.toml:1"]
-    at.multiselect(key="runs_compare").select(a).select(b).run()
+    a, b, c = ids["warehouse-small-event.toml:2"], ids["warehouse-small-event.toml:1"], ids["warehouse-tiny.toml:1"]
+    at.multiselect(key="runs_compare").select(a).select(b).select(c).run()
     assert not at.exception
-    assert at.session_state["selected_runs"] == [a, b]
-    assert at.query_params["runs"] in (f"{a},{b}", [f"{a},{b}"])
-    compare = at.dataframe[1].value
-    assert list(compare["run_id"]) == [a, b]  # newest first, as listed
-    assert len(charts(at)) >= 3
+    assert at.session_state["selected_runs"] == [a, b, c]
+    assert at.query_params["runs"] in (f"{a},{b},{c}", [f"{a},{b},{c}"])
+    compare = frame_with(at, "label").set_index("run_id")
+    assert list(compare.index) == [c, a, b]  # newest first, as listed
+    # the labels name the scenario and what differs (brain, seed), not run ids
+    assert compare.loc[a, "label"] == "warehouse-small-event · random · seed 2"
+    assert compare.loc[b, "label"] == "warehouse-small-event · greedy · seed 1"
+    assert compare.loc[c, "label"].startswith("warehouse-tiny · greedy · seed 1")
+    bars = [json.loads(x.proto.spec) for x in charts(at)]
+    assert len(bars) >= 3 and all(sp["encoding"]["y"]["axis"]["labelLimit"] == 0 for sp in bars)  # never cut off
 
     # the other pages open the first picked run
     at.switch_page("views/contention.py").run()
@@ -108,7 +123,37 @@ def test_runs_page_lists_filters_and_picks(store):
     at.switch_page("views/network.py").run()
     assert at.selectbox(key="network_run").value == a
     at.switch_page("views/runs.py").run()
-    assert at.multiselect(key="runs_compare").value == [a, b]
+    assert at.multiselect(key="runs_compare").value == [a, b, c]
+
+
+def test_a_picked_run_a_page_cannot_show_is_named_not_swapped_silently(store):
+    path, ids = store
+    at = app("runs")
+    at.multiselect(key="runs_compare").select(ids["ippo:0"]).run()
+    for page, key in (("contention", "contention_run"), ("floor", "floor_run"), ("utilisation", "utilisation_run"),
+                      ("network", "network_run")):
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception
+        (w,) = [w.value for w in at.warning]
+        assert f"Run `{ids['ippo:0']}` (train of train-tiny)" in w and "cannot be shown here" in w, w
+        assert at.selectbox(key=key).value != ids["ippo:0"]
+
+
+def test_home_page_is_the_default_and_links_every_page(store):
+    path, ids = store
+    at = app()
+    assert at.title[0].value == "desim dashboard"
+    assert metric(at, "Runs in the store") == str(len(ids)) and metric(at, "Training runs") == "5"
+    import ast
+
+    tree = ast.parse(Path(APP).read_text())  # app.py's PAGES, read without running Streamlit
+    pages = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and getattr(n.targets[0], "id", None) == "PAGES")
+    paths = [p for _s, _t, _i, p in pages]
+    assert paths[0] == "home" and len(set(paths)) == len(paths) and all(paths)  # the home page is served at /
+    assert {"runs", "convergence", "over-time", "utilisation", "floor", "contention", "network"} <= set(paths)
+    for script, *_ in pages:
+        assert (Path(APP).parent / "views" / script).exists()
 
 
 # --------------------------------------------------------------------------- Contention
@@ -138,29 +183,12 @@ def test_contention_page_changes_with_the_run(store):
     spec = json.loads(charts(at)[0].proto.spec)
     assert not any(layer["mark"]["type"] == "line" for layer in spec["layer"])
 
-    # the run with a partition at 60 s: faults (and deadlocks) on the timeline, throughput below
+    # the run with a partition at 60 s: faults (and deadlocks) on the timeline
     at.selectbox(key="contention_run").select(ids["partitioned"]).run()
     assert not at.exception
     assert "Deadlocks and faults over time" in [s.value for s in at.subheader]
     timeline = json.loads(charts(at)[1].proto.spec)
     assert any(layer["mark"]["type"] == "rect" for layer in timeline["layer"])
-    assert at.selectbox(key="contention_series").value == "throughput_per_hour"
-    at.selectbox(key="contention_series").select("orders_pending").run()
-    assert json.loads(charts(at)[2].proto.spec)["layer"][-1]["encoding"]["y"]["title"] == "orders_pending"
-
-    # where robots' time goes: a bar for all robots and one per robot, the bottleneck named from the run's table
-    assert "Where robots' time goes" in [s.value for s in at.subheader]
-    spec = json.loads(charts(at)[-1].proto.spec)
-    assert spec["encoding"]["y"]["stack"] == "zero" and spec["encoding"]["color"]["field"] == "state"
-    rt = Store(path).table("robot_time", ids["partitioned"]).to_pandas()
-    bars, shares, bottleneck = D.robot_time_frame(rt)
-    assert set(bars["tick"]) == {"all robots"} | {f"robot {r}" for r in rt["robot"]}
-    states = [c for c in rt.columns if c not in ("run_id", "robot", "zone")]
-    totals = rt[states].sum()
-    want = max(("blocked", "waiting_obs", "waiting_command", "idle"), key=lambda k: totals[k])
-    assert bottleneck == want and abs(sum(shares.values()) - 1) < 1e-9
-    assert abs(shares[want] - totals[want] / totals.sum()) < 1e-9
-    assert any(f"Bottleneck: **{want}**" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 # --------------------------------------------------------------------------- Network
@@ -175,19 +203,20 @@ def test_network_page_partitions_histograms_conservation(store):
     # the split of zone-1 from the core (40-60 s) cuts the zone-1 <-> core link
     at.slider(key="network_t").set_value(50.0).run()
     assert metric(at, "Links cut at this time") == "1"
-    topo = json.loads(charts(at)[0].proto.spec)
+    topo = next(json.loads(c.proto.spec) for c in charts(at)
+                if str(json.loads(c.proto.spec).get("title", "")).startswith("network-partition at t ="))
     assert any(layer["mark"].get("color") == "#d62728" for layer in topo["layer"])  # the cut edge, red
     at.slider(key="network_t").set_value(20.0).run()
     assert metric(at, "Links cut at this time") == "0"
     at.slider(key="network_t").set_value(85.0).run()  # the latency spike on every link
     assert int(metric(at, "Links degraded")) > 10
 
-    hist_before = chart_data(charts(at)[1])
+    hist_before = chart_data(chart_named(at, "one-way delay (sampled per message)"))
     links = at.multiselect(key="network_links")
     names = [o.rsplit(" (", 1)[0] for o in links.options]  # options show "src → dst (N samples)"
     other = [o for o in names if o not in links.value][0]
     links.set_value([other]).run()
-    assert chart_data(charts(at)[1]) != hist_before
+    assert chart_data(chart_named(at, "one-way delay (sampled per message)")) != hist_before
 
     assert int(metric(at, "Late drops").replace(",", "")) > 0
     assert metric(at, "Mean added delay").endswith(" ms")
@@ -243,25 +272,275 @@ def test_network_page_on_a_run_recorded_before_net_nodes(tmp_path, monkeypatch):
     assert metric(at, "Links cut at this time") == "0"
 
 
+def test_network_over_time_matches_what_the_run_sent(store):
+    """The traffic over time adds up to the run's own message balance; windows, roles and overlays."""
+    path, ids = store
+    rid = ids["network"]
+    run = Store(path).get_run(rid)
+    m = run["summary"]["messages"]
+    flow = Store(path).table("net_flow", rid).to_pandas()
+    totals = flow.groupby("outcome")["count"].sum()
+    assert totals["sent"] == m["sent"] and totals["delivered"] == m["delivered"]
+    assert {k.removeprefix("drop:"): v for k, v in totals.items() if k.startswith("drop:")} == m["dropped"]
+    delays = Store(path).table("net_delays", rid).to_pandas()
+    assert delays["t"].notna().all() and delays["t"].between(0, 120.0).all()  # every sample has its send time
+    lat = Store(path).table("net_latency", rid).to_pandas()
+    assert len(lat) == m["delivered"] and (lat["latency"] >= 0).all()  # short run: every delivery kept
+
+    at = app("network")
+    at.selectbox(key="network_run").select(rid).run()
+    at.select_slider(key="network_window").set_value(10.0).run()
+    assert not at.exception
+    sent = layer_data(at, spec_of(at, "messages sent (solid) and delivered (dashed) per 10 s"), -1)
+    assert sent["t"].max() == pytest.approx(120.0) and sent["t"].min() == pytest.approx(10.0)  # ends at the run's end
+    assert sent[sent["q"] == "sent"]["latency"].sum() == m["sent"]
+    lat_chart = layer_data(at, spec_of(at, "end-to-end latency per 10 s (by send time)"), -1)
+    assert set(lat_chart["q"]) == {"p50", "p95", "p99"}
+    drops = layer_data(at, spec_of(at, "drops by reason per 10 s"), -1)
+    assert drops.groupby("reason")["count"].sum().to_dict() == {k: v for k, v in m["dropped"].items() if v}
+    late = layer_data(at, spec_of(at, "jitter-buffer late drops per 10 s"), -1)
+    assert late["late"].sum() == m["dropped"]["late"] > 0
+    assert any(layer["mark"]["type"] == "rect" for layer in spec_of(at, "drops by reason per 10 s")["layer"])  # faults
+    at.toggle(key="network_by_role").set_value(True).run()
+    pairs = set(layer_data(at, spec_of(at, "end-to-end latency per 10 s (by send time)"), -1)["run"])
+    assert pairs and all(" → " in p for p in pairs)
+    at.toggle(key="network_by_role").set_value(False).run()
+    other = ids["partitioned"]
+    at.multiselect(key="network_compare").set_value([other]).run()
+    runs_shown = set(layer_data(at, spec_of(at, "end-to-end latency per 10 s (by send time)"), -1)["run"])
+    assert runs_shown == {"network-partition · seed 1 · 120 s", "warehouse-small-event-early-partition · seed 3 · 240 s"} \
+        or len(runs_shown) == 2 and all("·" in r for r in runs_shown), runs_shown
+
+
+def test_a_run_that_sent_no_message_says_so(store):
+    path, ids = store
+    at = app("network")
+    at.selectbox(key="network_run").select(ids["warehouse-tiny.toml:1"]).run()  # tick tempo: no messages
+    assert not at.exception
+    assert any("used no network: it sent no messages (the tick tempo" in i.value for i in at.info)
+    assert not charts(at) and not [m for m in at.metric if m.label == "Links cut at this time"]
+
+
+# --------------------------------------------------------------------------- Over time, Utilisation, Floor
+
+
+def test_over_time_rolling_throughput_backlog_latency(store):
+    path, ids = store
+    at = app("runs")
+    a, b = ids["warehouse-small-event.toml:1"], ids["partitioned"]
+    at.multiselect(key="runs_compare").select(a).select(b).run()
+    at.switch_page("views/overtime.py").run()
+    assert not at.exception and at.title[0].value == "Over time"
+    assert at.multiselect(key="overtime_runs").value == [a, b]
+    window = at.select_slider(key="overtime_window").value
+    assert window == 60.0  # a quarter of these 240 s runs, within the few-minutes default
+    thr = spec_of(at, f"throughput over the last {window:g} s")
+    line = layer_data(at, thr, -1)
+    # the labels say what differs (scenario, seed), not run ids
+    assert set(line["run"]) == {"warehouse-small-event · seed 1", "warehouse-small-event-early-partition · seed 3"}
+    assert thr["layer"][-1]["encoding"]["x"]["scale"]["domain"] == [0, 240.0]  # the axis ends at the runs' end
+    assert line["t"].max() == pytest.approx(240.0)
+    # each point is the deliveries in the window before it, per hour, from the run's own orders
+    orders = Store(path).table("orders", b).to_pandas()
+    mine = line[line["run"] == "warehouse-small-event-early-partition · seed 3"]
+    for t, v in zip(mine["t"].iloc[::37], mine["throughput"].iloc[::37]):
+        n = int(((orders["delivered"] > t - window) & (orders["delivered"] <= t)).sum())
+        assert v == pytest.approx(n * 3600.0 / window)
+    cum = layer_data(at, spec_of(at, "cumulative deliveries"), -1)
+    last = cum[cum["run"] == "warehouse-small-event-early-partition · seed 3"]["deliveries"].iloc[-1]
+    assert last == orders["delivered"].notna().sum()
+    backlog = layer_data(at, spec_of(at, "order backlog (created, not yet delivered or failed)"), -1)
+    assert (backlog["backlog"] >= 0).all()
+    lat = layer_data(at, spec_of(at, f"order latency of deliveries in the last {window:g} s"), -1)
+    assert set(lat["q"]) == {"p50", "p95", "p99"}
+    assert any(layer["mark"]["type"] == "rect" for layer in thr["layer"])  # the partition, shaded
+    before = chart_data(chart_named(at, f"throughput over the last {window:g} s"))
+    at.select_slider(key="overtime_window").set_value(120.0).run()
+    assert chart_data(chart_named(at, "throughput over the last 120 s")) != before
+
+
+def test_utilisation_over_time_sums_to_the_run(store):
+    path, ids = store
+    rid = ids["partitioned"]
+    series = Store(path).table("robot_time_series", rid).to_pandas()
+    per_robot = Store(path).table("robot_time", rid).to_pandas().set_index("robot")
+    last = series[series["t"] == series["t"].max()].set_index("robot")
+    states = [c for c in per_robot.columns if c not in ("run_id", "zone")]
+    assert (last[states] - per_robot[states]).abs().max().max() < 1e-6  # the last sample is the run's table
+    frame = O.utilisation(series, 60.0)
+    assert frame.groupby("t")["share"].sum().round(9).eq(1.0).all()
+    assert frame["seconds"].sum() == pytest.approx(per_robot[states].to_numpy().sum())
+
+    at = app("utilisation")
+    at.selectbox(key="utilisation_run").select(rid).run()
+    assert not at.exception
+    bars, shares, bottleneck = D.robot_time_frame(per_robot.reset_index())
+    assert metric(at, "Bottleneck") == bottleneck
+    want = max(("blocked", "waiting_obs", "waiting_command", "idle"), key=lambda k: per_robot[k].sum())
+    assert bottleneck == want
+    summed = [json.loads(c.proto.spec) for c in charts(at) if json.loads(c.proto.spec).get("title") == "4 robots, summed"]
+    assert summed and summed[0]["layer"][0]["encoding"]["y"]["stack"] == "normalize"
+    assert any(layer["mark"]["type"] == "rect" for layer in summed[0]["layer"])  # the partition
+    at.segmented_control(key="utilisation_view").set_value("per robot").run()
+    titles = [json.loads(c.proto.spec).get("title") for c in charts(at)]
+    assert [t for t in titles if str(t).startswith("robot ")] == ["robot 0", "robot 1", "robot 2", "robot 3"]
+    whole = spec_of(at, "where robots' time goes")
+    assert whole["encoding"]["y"]["stack"] == "zero"
+    assert any(f"Bottleneck: **{want}**" in c.value for c in at.caption)
+
+
+def player_data(at: AppTest) -> dict:
+    (frame,) = list(at.get("iframe"))
+    html = frame.proto.srcdoc
+    return json.loads(html.split("const D = ", 1)[1].split(", C = ", 1)[0])
+
+
+def test_floor_playback_frames_follow_the_run(store):
+    path, ids = store
+    rid = ids["warehouse-small-event.toml:1"]
+    at = app("floor")
+    at.selectbox(key="floor_run").select(rid).run()
+    assert not at.exception
+    data = player_data(at)
+    frames = Store(path).table("floor_frames", rid).to_pandas()
+    assert len(data["t"]) == len(frames) == 480 and metric(at, "Frames") == "480"  # 240 s every 0.5 s
+    assert data["t"][:3] == [0.0, 0.5, 1.0] and data["end"] == 240.0
+    assert all(len(c) == 4 for c in data["cell"])  # 4 robots in every frame
+    assert all(len(set(c)) == len(c) for c in data["cell"])  # never two robots on one cell
+    floor = Store(path).table("contention", rid).to_pandas()
+    w = int(floor["x"].max()) + 1
+    goals = sorted((floor["y"] * w + floor["x"])[floor["cell"] == "goal"].tolist())
+    assert data["goals"] == goals and data["w"] == w
+    # the first frame is where the paths table starts, and the robots move
+    paths = Store(path).table("paths", rid).to_pandas()
+    first = paths[paths["t"] == 0].sort_values("robot")
+    assert [int(c) for c in data["cell"][0]] == (first["y"] * w + first["x"]).tolist()
+    assert data["cell"][0] != data["cell"][-1]
+    # carried shelves ride on robots; requested shelves are known shelves
+    assert any(c >= 0 for frame in data["cargo"] for c in frame)
+    assert all(0 <= s < len(data["shelf0"]) for frame in data["req"] for s in frame)
+    at.toggle(key="floor_heat").set_value(True).run()
+    (frame,) = list(at.get("iframe"))
+    assert 'id="heat" type="checkbox" checked' in frame.proto.srcdoc
+    assert sum(data["heat"]) == int(floor["blocked"].sum() + floor["collisions"].sum())
+
+
+def test_recording_leaves_the_trace_unchanged_and_stays_small(tmp_path):
+    """Recording adds playback frames and traffic logs, reads only: the trace is the one `desim run` makes."""
+    from dashboard_support import SCENARIOS, record
+
+    from desim.app.runner import run
+    from desim.app.scenario import load
+
+    for name in ("warehouse-small-event.toml", "warehouse-tiny.toml"):
+        summary = record(tmp_path / "s.duckdb", name, 2, 150.0)
+        plain = run(load(SCENARIOS / name), 2, 150.0, file=str(SCENARIOS / name)).summary
+        assert summary["trace_hash"] == plain["trace_hash"], name
+    store = Store(tmp_path / "s.duckdb")
+    tick = store.list_runs()[0]  # newest first: the tick-tempo run
+    frames = store.table("floor_frames", tick["run_id"]).to_pandas()
+    assert len(frames) == 150 and frames["t"].diff().dropna().eq(1.0).all()  # one frame per tick
+
+
 # --------------------------------------------------------------------------- Convergence
 
 
-def test_convergence_page_curves(store):
+def spec_of(at: AppTest, title: str) -> dict:
+    found = [json.loads(c.proto.spec) for c in charts(at) if json.loads(c.proto.spec).get("title") == title]
+    assert found, f"no chart {title!r}; have {[json.loads(c.proto.spec).get('title') for c in charts(at)]}"
+    return found[0]
+
+
+def chart_named(at: AppTest, title: str):
+    found = [c for c in charts(at) if json.loads(c.proto.spec).get("title") == title]
+    assert found, f"no chart {title!r}"
+    return found[0]
+
+
+def layer_data(at: AppTest, chart_spec: dict, layer: int | None = None):
+    """A layer's rows, or the chart's (AppTest keeps the datasets beside the spec, named in its data)."""
+    name = (chart_spec["layer"][layer] if layer is not None else chart_spec)["data"]["name"]
+    for c in charts(at):
+        for d in c.proto.datasets:
+            if d.name == name:
+                return pa_rows(d)
+    raise AssertionError(f"no dataset {name}")
+
+
+def test_convergence_groups_never_mix_scenarios_and_mark_interrupted_runs(store):
     path, ids = store
     at = app("convergence")
     assert at.title[0].value == "Convergence"
-    assert metric(at, "Training runs") == "4"
-    assert metric(at, "Algorithms") == "2"
-    cs = charts(at)
-    titles = [json.loads(c.proto.spec).get("title") for c in cs]
-    assert {"return", "loss", "entropy", "value_error"} <= set(titles)
-    assert "per-agent credit" in titles
-    spec = json.loads(cs[0].proto.spec)
-    assert spec["layer"][0]["encoding"]["x"]["title"] == "environment steps"
+    assert metric(at, "Training runs") == "5" and metric(at, "Groups") == "3"
+    table = frame_with(at, "left out").set_index("group")
+    runs = {r["run_id"]: r for r in Store(path).list_runs()}
+    groups = G.group_runs([r for r in runs.values() if r["kind"] == "train"])
+    # a group holds one scenario and one algorithm, whatever the settings' hash says
+    for g, part in groups.groupby("group"):
+        assert part["scenario"].nunique() == 1 and part["algo"].nunique() == 1
+        assert table.loc[g, "scenario"] == part["scenario"].iloc[0]
+    g3 = groups.set_index("run_id").loc[ids["ippo-3robots:0"], "group"]
+    g2 = groups.set_index("run_id").loc[ids["ippo:0"], "group"]
+    assert g3 != g2 and g3.startswith("train-tiny-3 · ippo · ") and g2.startswith("train-tiny · ippo · ")
+    # the interrupted run: not a seed of its group, named as left out, drawn dashed with its status
+    assert runs[ids["ippo:interrupted"]]["status"] == "interrupted"
+    assert groups.set_index("run_id").loc[ids["ippo:interrupted"], "group"] == g2
+    assert table.loc[g2, "seeds"] == 2 and table.loc[g3, "seeds"] == 1
+    assert table.loc[g2, "left out"] == f"{ids['ippo:interrupted']} (interrupted)"
+    loss = spec_of(at, "loss")
+    dashed = [i for i, layer in enumerate(loss["layer"]) if layer["mark"].get("strokeDash")]
+    assert len(dashed) == 1 and set(layer_data(at, loss, dashed[0])["run_id"]) == {ids["ippo:interrupted"]}
+    means = layer_data(at, loss, 1)
+    assert set(means["group"]) == set(groups["group"]) and means["n"].max() == 2  # two seeds, never three
+
+    # the rollback gate's decisions on the return curves, from the promotions table
+    promos = Store(path).table("promotions").to_pandas()
+
+    def gate_marks():
+        ret = spec_of(at, "return")
+        rules = [i for i, layer in enumerate(ret["layer"]) if layer["mark"]["type"] == "rule"]
+        assert len(rules) == 1 and ret["layer"][rules[0]]["encoding"]["stroke"]["field"] == "decision"
+        return layer_data(at, ret, rules[0])
+
+    marks = gate_marks()
+    assert sorted(zip(marks["run_id"], marks["step"])) == sorted(zip(promos["run_id"], promos["step"]))
+    assert set(marks["decision"]) <= {"promote", "rollback"} and set(marks["x"]) == {1024.0, 2048.0}
+    at.toggle(key="conv_unfinished").set_value(False).run()
+    assert not [layer for layer in spec_of(at, "loss")["layer"] if layer["mark"].get("strokeDash")]
+    assert ids["ippo:interrupted"] not in set(gate_marks()["run_id"])
+    at.toggle(key="conv_unfinished").set_value(True).run()
+
+    # credit: one chart per scenario, each with that scenario's groups only
+    credit = [json.loads(c.proto.spec) for c in charts(at)
+              if str(json.loads(c.proto.spec).get("title", "")).startswith("per-agent credit")]
+    assert sorted(c["title"] for c in credit) == ["per-agent credit · train-tiny", "per-agent credit · train-tiny-3"]
+    for c in credit:
+        scen = c["title"].split(" · ", 1)[1]
+        data = layer_data(at, c)
+        assert set(data["group"]) and all(g.startswith(scen + " · ") for g in data["group"])
+
+    # smoothing, seeds, x axis, more metrics
+    before = chart_data(chart_named(at, "loss"))
+    at.slider(key="conv_smooth").set_value(0.0).run()
+    assert chart_data(chart_named(at, "loss")) != before
+    n_layers = len(spec_of(at, "loss")["layer"])
+    at.toggle(key="conv_seeds").set_value(True).run()
+    assert len(spec_of(at, "loss")["layer"]) == n_layers + 1
+    assert spec_of(at, "loss")["layer"][0]["encoding"]["x"]["title"] == "environment steps"
     at.segmented_control(key="conv_axis").set_value("wall time").run()
-    assert json.loads(charts(at)[0].proto.spec)["layer"][0]["encoding"]["x"]["title"] == "wall time (s)"
-    at.multiselect(key="conv_algos").set_value(["reinforce"]).run()
-    assert metric(at, "Algorithms") == "1"
+    assert spec_of(at, "loss")["layer"][0]["encoding"]["x"]["title"] == "wall time (s)"
+    more = at.multiselect(key="conv_more")
+    assert "value_loss" in more.options
+    more.set_value(["value_loss"]).run()
+    spec_of(at, "value_loss")
+    at.multiselect(key="conv_scenarios").set_value(["train-tiny-3"]).run()
+    assert metric(at, "Groups") == "1"
+
+
+def pa_rows(dataset):
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
 
 
 def test_convergence_follows_a_running_training(store):
@@ -287,25 +566,6 @@ def test_convergence_follows_a_running_training(store):
         assert int(metric(at, "Latest step (running)").replace(",", "")) > int(first.replace(",", ""))
     finally:
         st_.finish_run(run_id)
-
-
-def test_convergence_reads_a_real_desim_train_run(tmp_path, monkeypatch):
-    """The page against what the real trainer writes (a very short `desim train`)."""
-    train = pytest.importorskip("desim.policies.train", reason="desim train not available").train
-    store = tmp_path / "store.duckdb"
-    train(str(Path(APP).parent.parent / "scenarios" / "train-tiny.toml"), "ippo", 1024, device="cpu", seed=0,
-          store_path=store, out_dir=tmp_path / "ck", progress=False,
-          train_cfg={"eval_episodes": 1, "episode_steps": 64, "log_every_s": 1e-9})
-    monkeypatch.setenv("DESIM_STORE", str(store))
-    at = app("convergence")
-    assert metric(at, "Training runs") == "1" and metric(at, "Algorithms") == "1"
-    assert at.multiselect(key="conv_algos").value == ["ippo"]
-    titles = [json.loads(c.proto.spec).get("title") for c in charts(at)]
-    assert {"return", "loss", "entropy", "value_error", "per-agent credit"} <= set(titles)
-    more = at.multiselect(key="conv_more")
-    assert "value_loss" in more.options
-    more.set_value(["value_loss"]).run()
-    assert "value_loss" in [json.loads(c.proto.spec).get("title") for c in charts(at)]
 
 
 # --------------------------------------------------------------------------- What-if

@@ -61,7 +61,7 @@ def server(tmp_path_factory):
     store = tmp / "store.duckdb"
     # longer runs when refreshing the docs' screenshots (the partition is at 60 s either way)
     until = 900.0 if os.environ.get("DESIM_SCREENSHOTS") else 240.0
-    ids = fill_store(store, tmp, until=until, train_seeds=3 if os.environ.get("DESIM_SCREENSHOTS") else 2)
+    ids = fill_store(store, tmp, until=until)
     # a real sweep for the Capacity page: robots on the tiny floor, which saturates (finer and longer for the docs)
     sweep = dict(ROBOTS_SWEEP, reps=3, until=600.0, grid={"warehouse.robots": [2, 4, 6, 8, 12, 16, 20, 24]}) \
         if os.environ.get("DESIM_SCREENSHOTS") else ROBOTS_SWEEP
@@ -88,7 +88,13 @@ def server(tmp_path_factory):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not answer in {SERVER_START} s")
             time.sleep(0.3)
-        yield {"base": base, "store": store, "ids": ids, "log": tmp / "server.log", "port": port}
+        from desim.store import Store
+
+        def frames(run_id: str) -> list:
+            return Store(store).table("floor_frames", run_id).to_pylist()
+
+        yield {"base": base, "store": store, "ids": ids, "log": tmp / "server.log", "port": port,
+               "store_frames": frames}
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -180,38 +186,92 @@ def shot(driver, shots: Path, name: str) -> Path:
 # --------------------------------------------------------------------------- tests
 
 
+def page_text(driver) -> str:
+    return driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+
+
 def test_every_page_renders(server, browser, shots):
     ids = server["ids"]
-    # Runs: the table, headline metrics and, with runs picked in the URL, the comparison charts
-    picked = f"{ids['partitioned']},{ids['warehouse-small-event.toml:1']},{ids['warehouse-small-event.toml:2']}"
-    open_page(browser, server, f"?runs={picked}", "Runs", charts=3)  # Runs is the default page, at /
+    # Home, at /: the store's contents and a link to every page
+    open_page(browser, server, "", "desim dashboard", charts=0)
     m = metrics(browser)
-    assert m["Runs shown"] == f"{len(ids)} of {len(ids)}"  # the sweep is a run too
-    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
+    assert m["Runs in the store"] == str(len(ids)) and m["Training runs"] == "5"
     nav = [a.text.splitlines()[-1] for a in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')]
-    assert nav == ["Runs", "Convergence", "Contention", "Network", "What-if", "Capacity"], nav
+    assert nav == ["Home", "Runs", "Convergence", "Over time", "Utilisation", "Floor", "Contention", "Network",
+                   "What-if", "Capacity"], nav
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAppDeployButton"]')  # no Deploy button
     assert "Deploy" not in browser.find_element(By.CSS_SELECTOR, "body").text
+    shot(browser, shots, "home")
+
+    # Runs, by its own path: one table per kind, and with runs picked in the URL the comparison charts
+    picked = f"{ids['partitioned']},{ids['warehouse-small-event.toml:1']},{ids['warehouse-small-event.toml:2']}"
+    open_page(browser, server, f"runs?runs={picked}", "Runs", charts=3)
+    m = metrics(browser)
+    assert m["Runs shown"] == f"{len(ids)} of {len(ids)}"  # the sweep is a run too
+    assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')) >= 3
+    text = page_text(browser)
+    assert "Simulation runs" in text and "Training runs" in text and "Page not found" not in text
     shot(browser, shots, "runs")
 
     open_page(browser, server, "convergence", "Convergence", charts=5)
-    assert metrics(browser)["Algorithms"] == "2"
+    assert metrics(browser)["Groups"] == "3"
+    assert f"{ids['ippo:interrupted']} (interrupted)" in page_text(browser)
     shot(browser, shots, "convergence")
 
-    # the runs picked in the URL carry over: Contention opens the first one
-    # heatmap, deadlocks and faults, throughput (with the other picked runs)
-    open_page(browser, server, f"contention?runs={picked}", "Contention", charts=3)
+    open_page(browser, server, f"over-time?runs={picked}", "Over time", charts=4)
+    text = page_text(browser)
+    assert "warehouse-small-event-early-partition · seed 3" in text  # labels say what differs
+    shot(browser, shots, "over-time")
+
+    open_page(browser, server, f"utilisation?runs={ids['partitioned']}", "Utilisation", charts=2)
+    assert metrics(browser)["Bottleneck"] in ("blocked", "waiting_obs", "waiting_command", "idle")
+    shot(browser, shots, "utilisation")
+
+    # the runs picked in the URL carry over: Contention opens the first one: heatmap, deadlocks and faults
+    open_page(browser, server, f"contention?runs={picked}", "Contention", charts=2)
     m = metrics(browser)
     assert int(m["Deliveries"]) > 0 and int(m["Deadlocks"]) > 0 and "Blocked moves" in m
-    assert ids["partitioned"] in browser.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+    assert ids["partitioned"] in page_text(browser)
     shot(browser, shots, "contention")
 
-    open_page(browser, server, f"network?runs={ids['network']}", "Network", charts=3)
+    open_page(browser, server, f"network?runs={ids['network']}", "Network", charts=8)
     m = metrics(browser)
     assert m["Links cut at this time"] == "1"  # the slider starts at the first fault: zone-1 split from the core
     text = browser.find_element(By.CSS_SELECTOR, '[data-testid="stAlertContentSuccess"]').text
     assert "sent + duplicated" in text
+    assert "drops by reason per" in page_text(browser)
     shot(browser, shots, "network")
+
+
+def test_the_floor_plays(server, browser, shots):
+    """The Floor page by its path: press Play and the canvas moves by itself (no rerun of the script)."""
+    ids = server["ids"]
+    open_page(browser, server, f"floor?runs={ids['warehouse-small-event.toml:1']}", "Floor", charts=0)
+    frame = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="stIFrame"], iframe'),
+                     message="the player's frame")
+    browser.switch_to.frame(frame)
+    try:
+        canvas = wait_for(browser, lambda d: d.find_element(By.ID, "floor"), message="the canvas")
+        n = int(browser.find_element(By.ID, "frames").text)
+        assert n == len(server["store_frames"](ids["warehouse-small-event.toml:1"]))
+        assert browser.find_element(By.ID, "frame").text == "1"
+        start = canvas.get_attribute("data-positions")
+        pixels = browser.execute_script("return arguments[0].toDataURL();", canvas)
+        browser.execute_script("document.getElementById('speed').value = '60';")
+        browser.find_element(By.ID, "play").click()
+        time.sleep(3)
+        frame_no = int(browser.find_element(By.ID, "frame").text)
+        assert frame_no > 60, frame_no  # 3 s at 60x is 180 simulated seconds: well past frame 60 (0.5 s each)
+        assert canvas.get_attribute("data-positions") != start
+        assert browser.execute_script("return arguments[0].toDataURL();", canvas) != pixels
+        browser.find_element(By.ID, "play").click()  # pause: the frame stays
+        held = browser.find_element(By.ID, "frame").text
+        time.sleep(0.6)
+        assert browser.find_element(By.ID, "frame").text == held
+        browser.find_element(By.ID, "heat").click()  # the contention heatmap layer
+    finally:
+        browser.switch_to.default_content()
+    shot(browser, shots, "floor")
 
 
 def test_capacity_page(server, browser, shots):

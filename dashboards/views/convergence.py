@@ -81,7 +81,8 @@ def curves_panel() -> None:
     lines = G.seed_lines(sm, groups)
     if not show_left:
         lines = lines[lines["finished"]]
-    marks = G.promotion_marks(C.table("promotions", list(groups["run_id"]), ver=ver), groups, curves, x=x)
+    shown = groups if show_left else groups[groups["finished"]]
+    marks = G.promotion_marks(C.table("promotions", list(shown["run_id"]), ver=ver), shown, curves, x=x)
     logged = set(curves["metric"])
     metrics = [m for m in D.TRAIN_METRICS + ("eval_return",) if m in logged]
     others = sorted(m for m in logged if m not in metrics and not m.startswith("credit/"))
@@ -102,7 +103,7 @@ def curves_panel() -> None:
                + ("the min–max across seeds. " if band == "min–max" else "± one standard deviation. ")
                + (f"{n_left} unfinished run(s) left out of the means" + (", drawn dashed. " if show_left else ". ")
                   if n_left else "")
-               + ("Triangles on the return curves: the rollback gate's promotions (green) and rollbacks (red). "
+               + ("Dotted rules on the return curves: the rollback gate's promotions (green) and rollbacks (red). "
                   if not marks.empty else "")
                + (" · updating every 2 s" if live and running else ""))
 

@@ -1,0 +1,179 @@
+"""Dashboard page load time on an 18-run and a 200-run store (issue 15's goal: interactive within 3 s).
+
+    .venv/bin/python bench/dashboard_load.py [--out DIR] [--no-browser] [--reuse]
+
+Builds the stores (real short runs; the 200-run store copies the 18 real runs' rows through the store
+API until it holds 200 runs), then measures every page two ways and prints a table:
+
+- ``script s``: Streamlit's AppTest runs the page's script to the end (the server-side time
+  before the page is complete), cold (caches cleared) and warm (the same page again);
+- ``browser s``: headless Chromium opens the page by its path until its title, its charts and the
+  end of the script run are on screen (Streamlit's status widget gone): time to interactive as a
+  user sees it, after one warm-up visit of the server.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from dashboard_support import (SCENARIOS, ROBOTS_SWEEP, fill_store, partitioned_small, record,  # noqa: E402
+                               record_sweep)
+
+PAGES = [("home", None, "desim dashboard", 0), ("runs", "runs", "Runs", 0), ("convergence", "convergence", "Convergence", 4),
+         ("over-time", "overtime", "Over time", 4), ("utilisation", "utilisation", "Utilisation", 2),
+         ("floor", "floor", "Floor", 0), ("contention", "contention", "Contention", 2),
+         ("network", "network", "Network", 6), ("what-if", "whatif", "What-if", 0), ("capacity", "capacity", "Capacity", 3)]
+EXTRA = [("warehouse-small-event.toml", 4, "greedy"), ("warehouse-small-event.toml", 5, "random"),
+         ("warehouse-tiny-event.toml", 1, None), ("warehouse-tiny-event.toml", 2, None),
+         ("warehouse-medium.toml", 1, None), ("network-partition.toml", 2, None)]
+
+
+def build_18(path: Path, tmp: Path) -> None:
+    """18 real runs: 5 warehouse and network, 5 training (one interrupted), 6 more warehouse and
+    network runs, a what-if-sized small run and a sweep."""
+    fill_store(path, tmp, until=600.0)
+    for scenario, seed, brain in EXTRA:
+        record(path, scenario, seed, 120.0 if scenario.startswith("network") else 600.0, brain)
+    record(path, "", 7, 600.0, "greedy", path=partitioned_small(tmp))
+    record_sweep(path, tmp, **ROBOTS_SWEEP)
+
+
+def build_200(src: Path, dst: Path) -> None:
+    """``src``'s runs copied (catalog row and every table's rows, through the store API) until 200 runs."""
+    from desim.store import Store
+
+    a, b = Store(src), Store(dst)
+    runs = a.list_runs()
+    n = 0
+    while n < 200:
+        for r in runs:
+            if n >= 200:
+                break
+            rid = b.begin_run(r["kind"], scenario=r["scenario"], scenario_text=r.get("scenario_text"), seed=r["seed"],
+                              brain=r.get("brain"), config=r.get("config"))
+            for table in (r.get("tables") or {}):
+                b.append(rid, table, a.table(table, r["run_id"]).drop_columns(["run_id"]))
+            b.finish_run(rid, summary=r.get("summary") or {}, status=r["status"] if r["status"] != "running" else "complete")
+            n += 1
+
+
+def script_times(store: Path) -> dict[str, tuple[float, float]]:
+    """Per page: AppTest run time cold (caches cleared) and warm (the page again)."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["DESIM_STORE"] = str(store)
+    app = str(ROOT / "dashboards" / "app.py")
+    out = {}
+    for path, script, _title, _charts in PAGES:
+        st.cache_data.clear()
+        times = []
+        for _ in range(2):
+            at = AppTest.from_file(app, default_timeout=120)
+            t0 = time.perf_counter()
+            at.run()
+            if script:
+                at.switch_page(f"views/{script}.py").run()
+            times.append(time.perf_counter() - t0)
+            assert not at.exception, (path, at.exception)
+        out[path] = (times[0], times[1])
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser_times(store: Path) -> dict[str, float]:
+    """Per page: seconds from navigation to its title, charts and the end of the script run."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "desim.app.cli", "dash", "--store", str(store), "--port", str(port)],
+                            cwd=ROOT, env=dict(os.environ, STREAMLIT_SERVER_FILE_WATCHER_TYPE="none"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(
+        executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the dashboard did not start") from None
+                time.sleep(0.3)
+
+        def load(path: str, title: str, charts: int) -> float:
+            t0 = time.perf_counter()
+            driver.get(f"{base}/{path if path != 'home' else ''}")
+            WebDriverWait(driver, 120, poll_frequency=0.05).until(
+                lambda d: any(h.text.strip() == title for h in d.find_elements(By.TAG_NAME, "h1"))
+                and len(d.find_elements(By.CSS_SELECTOR, ".vega-embed canvas, .vega-embed svg")) >= charts
+                and not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+                and not d.find_elements(By.CSS_SELECTOR, '[data-testid="stSkeleton"]'))
+            return time.perf_counter() - t0
+
+        load("home", "desim dashboard", 0)  # warm-up: the server imports the app on its first session
+        return {path: load(path, title, charts) for path, _s, title, charts in PAGES}
+    finally:
+        driver.quit()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "desim-dashboard-load")
+    ap.add_argument("--no-browser", action="store_true", help="only the script times")
+    ap.add_argument("--reuse", action="store_true", help="reuse the stores already in --out")
+    args = ap.parse_args()
+    out: Path = args.out
+    s18, s200 = out / "store-18.duckdb", out / "store-200.duckdb"
+    if not (args.reuse and s18.exists() and s200.exists()):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        t0 = time.perf_counter()
+        build_18(s18, out)
+        build_200(s18, s200)
+        print(f"stores built in {time.perf_counter() - t0:.0f} s under {out}")
+    from desim.store import Store
+
+    rows = []
+    for name, store in (("18 runs", s18), ("200 runs", s200)):
+        n = len(Store(store).list_runs())
+        assert (n == 18) if name == "18 runs" else (n == 200), (name, n)
+        st = script_times(store)
+        br = {} if args.no_browser else browser_times(store)
+        for path, *_ in PAGES:
+            rows.append((name, path, st[path][0], st[path][1], br.get(path)))
+    print(f"\n{'store':<9} {'page':<12} {'script cold s':>13} {'script warm s':>13} {'browser s':>10}")
+    for name, path, cold, warm, b in rows:
+        print(f"{name:<9} {path:<12} {cold:>13.2f} {warm:>13.2f} {'' if b is None else f'{b:.2f}':>10}")
+    worst = max(b for *_x, b in rows if b is not None) if not args.no_browser else max(r[2] for r in rows)
+    print(f"\nslowest page: {worst:.2f} s ({'browser' if not args.no_browser else 'script, cold'}); goal: 3 s")
+
+
+if __name__ == "__main__":
+    main()
