@@ -1,4 +1,7 @@
 """The PettingZoo adapter: conformance in both tempos, acting agents, batching, shaping, rendering."""
+import copy
+import pickle
+
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test, render_test
@@ -162,3 +165,28 @@ def test_render_modes_follow_pettingzoo():
         parallel_env(render_mode="human")
     with pytest.raises(RuntimeError, match="reset"):
         parallel_env(render_mode="rgb_array").render()
+
+
+def test_copies_leave_the_episode_behind_and_play_their_own():
+    """SuperSuit's vector envs copy a reset env with cloudpickle: SimPy's generators cannot be copied."""
+    original = parallel_env(tempo="event", max_steps=40)
+    original.reset(seed=7)
+    original.step({a: 1 for a in original.agents})
+    copies = [pickle.loads(pickle.dumps(original)) for _ in range(2)] + [copy.deepcopy(original)]
+    assert original.steps == 1 and original.agents  # copying leaves the original as it was
+    for c in copies:
+        assert c.model is None and c.agents == [] and c.possible_agents == original.possible_agents
+        with pytest.raises(RuntimeError, match="reset"):
+            c.step({})
+    starts = []
+    for c in copies:
+        c.reset()
+        starts.append(c.state())
+    assert all(not np.array_equal(starts[i], starts[j]) for i, j in ((0, 1), (0, 2), (1, 2)))  # own episodes
+    again = parallel_env(tempo="event", max_steps=40)  # the same seed, the same copies
+    again.reset(seed=7)
+    again.step({a: 1 for a in again.agents})
+    first = pickle.loads(pickle.dumps(again))
+    first.reset()
+    assert np.array_equal(first.state(), starts[0])
+    parallel_api_test(copies[0], num_cycles=50)  # a copy is a whole env

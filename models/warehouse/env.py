@@ -208,7 +208,23 @@ class WarehouseParallelEnv(ParallelEnv):
             for k, (i, _ob, _ev) in enumerate(self._batch):
                 self._last_obs[i] = obs[k]
 
+    # the running episode: what a copy leaves behind (see __getstate__)
+    _EPISODE = ("sim", "net", "model", "encoder", "_paid", "_last_obs", "_batch", "steps", "_ended", "_pause", "_phi", "_raw")
+
+    def __getstate__(self) -> dict:
+        """A copy (pickle, ``copy.deepcopy``) is the env as made, without its running episode (SimPy's
+        processes are generators, which cannot be copied), and draws from its own child of this env's
+        random stream (numpy's ``spawn``; each copy the next child). SuperSuit's ``concat_vec_envs_v1``
+        copies the env this way, after PettingZoo's recipe has reset it with a seed, and resets the copies
+        without one: they play different episodes, reproducibly from that seed. A copy is reset before it steps."""
+        state = {k: v for k, v in self.__dict__.items() if k not in self._EPISODE}
+        state["model"], state["agents"] = None, []
+        state["_np_random"] = self._np_random.spawn(1)[0]
+        return state
+
     def step(self, actions: dict):
+        if self.model is None:
+            raise RuntimeError("step() needs a running episode: call reset() first")
         for i, _ob, ev in self._batch:
             a = actions.get(self.possible_agents[i], 0)
             ev.succeed(int(a))
