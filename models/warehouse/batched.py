@@ -144,6 +144,7 @@ class BatchedFloor:
         self.idx = torch.arange(n, device=dev).expand(E, n)
         self._jumps = max(1, math.ceil(math.log2(n))) if n > 1 else 1
         self._key_scale = n + 1
+        self._pairwise = n * n <= C  # the cheaper way to find the longest queue into each free cell
         # grids carry two extra columns: C takes the writes of robots that do not move
         # (scatter's "nowhere"), C + 1 is never written (outside the floor, for windows)
         self.cell = torch.zeros(E, n, dtype=torch.long, device=dev)
@@ -177,6 +178,12 @@ class BatchedFloor:
         return hash32(h[:, None] + s[None, :] * 0x632BE5AB)
 
     # ------------------------------------------------------------------ state
+    @property
+    def may_sync(self) -> bool:
+        """True on CPU: reading a tensor's value is free there, so work nobody needs may be skipped;
+        on an accelerator the code never waits for the device."""
+        return self._may_sync
+
     @property
     def ready(self) -> bool:
         """True once a reset (or load_state) has given every floor a state."""
@@ -370,10 +377,16 @@ class BatchedFloor:
         head = rooted & ~chain
         best_robot = torch.full((E, n), -1, dtype=torch.long, device=self.device)
         best_robot.scatter_reduce_(1, succ, torch.where(chain, key, -1), "amax")
-        best_cell = torch.full((E, self.n_cells + 2), -1, dtype=torch.long, device=self.device)
-        tslot = torch.where(head, tcell, self.n_cells)
-        best_cell.scatter_reduce_(1, tslot, torch.where(head, key, -1), "amax")
-        chosen = rooted & torch.where(chain, key == best_robot.gather(1, succ), key == best_cell.gather(1, tslot))
+        hkey = torch.where(head, key, -1)
+        if self._pairwise:  # few robots: compare the heads into each cell pairwise, (E, N, N)
+            same = tcell[:, :, None] == tcell[:, None, :]
+            best_head = torch.where(same, hkey[:, None, :], -1).amax(2)
+        else:  # many robots: one slot per cell
+            best_cell = torch.full((E, self.n_cells + 2), -1, dtype=torch.long, device=self.device)
+            tslot = torch.where(head, tcell, self.n_cells)
+            best_cell.scatter_reduce_(1, tslot, hkey, "amax")
+            best_head = best_cell.gather(1, tslot)
+        chosen = rooted & torch.where(chain, key == best_robot.gather(1, succ), key == best_head)
         on_path = chosen
         for P in levels[:-1]:
             on_path = on_path & on_path.gather(1, P)

@@ -51,33 +51,41 @@ class RwareObs:
     def __init__(self, floor: BatchedFloor) -> None:
         self.floor = f = floor
         dev = f.device
+        C, W = f.n_cells, f.width
         # the grids' column C + 1 is never written: empty, as rware pads
-        self.win = torch.as_tensor(_windows(f.height, f.width, 1, f.n_cells + 1), device=dev)
-        self.eye = torch.eye(4, device=dev)
-        self.xy = torch.as_tensor(np.stack(np.divmod(np.arange(f.n_cells), f.width)[::-1], 1), dtype=torch.float32,
-                                  device=dev)  # (cells, 2): x, y
+        self.win = torch.as_tensor(_windows(f.height, W, 1, C + 1), device=dev)
+        # the self block of every (cell, heading, carrying): x, y, carrying, heading one-hot, on a highway
+        ys, xs = np.divmod(np.arange(C), W)
+        hw = np.array(f.layout.highway).reshape(-1)
+        selftab = np.zeros((C, 4, 2, 8), dtype=np.float32)
+        selftab[..., 0] = xs[:, None, None]
+        selftab[..., 1] = ys[:, None, None]
+        selftab[..., 2] = np.arange(2)[None, None, :]
+        for d in range(4):
+            selftab[:, d, :, 3 + d] = 1.0
+        selftab[..., 7] = hw[:, None, None]
+        self.selftab = torch.as_tensor(selftab.reshape(C * 8, 8), device=dev)
+        # one window cell from its code robot (0 none, 1 + heading) * 3 + shelf (0 none, 1 shelf, 2 requested)
+        wintab = np.zeros((5, 3, 7), dtype=np.float32)
+        wintab[0, :, 1] = 1.0  # no robot: heading UP, as rware writes it
+        for d in range(4):
+            wintab[1 + d, :, 0] = 1.0
+            wintab[1 + d, :, 1 + d] = 1.0
+        wintab[:, 1:, 5] = 1.0
+        wintab[:, 2, 6] = 1.0
+        self.wintab = torch.as_tensor(wintab.reshape(15, 7), device=dev)
 
     def __call__(self) -> torch.Tensor:
         f = self.floor
         E, n = f.n_floors, f.n_agents
         cell = f.cell
-        out = torch.empty(E, n, self.dim, dtype=torch.float32, device=f.device)
-        out[:, :, 0:2] = self.xy[cell]
-        out[:, :, 2] = (f.carry >= 0).float()
-        out[:, :, 3:7] = self.eye[f.dir]
-        out[:, :, 7] = f.highway[cell].float()
-        w = self.win[cell].reshape(E, n * 9)  # (E, n*9) window cells
-        robot = f.agent_grid.gather(1, w)
-        dir_ext = torch.cat([f.dir, f.dir.new_zeros(E, 1)], 1)  # "no robot" reads UP, as rware writes it
+        me = self.selftab[cell * 8 + f.dir * 2 + (f.carry >= 0).long()]  # (E, n, 8)
+        w = self.win[cell].reshape(E, n * 9)
+        robot_code = torch.cat([f.dir + 1, f.dir.new_zeros(E, 1)], 1).gather(1, f.agent_grid.gather(1, w))
         shelf = f.shelf_grid.gather(1, w)
-        req_ext = torch.cat([f.in_queue.new_zeros(E, 1), f.in_queue], 1)  # shelf id + 1 -> requested
-        cells = torch.empty(E, n * 9, 7, dtype=torch.float32, device=f.device)
-        cells[:, :, 0] = (robot < n).float()
-        cells[:, :, 1:5] = self.eye[dir_ext.gather(1, robot)]
-        cells[:, :, 5] = (shelf > 0).float()
-        cells[:, :, 6] = req_ext.gather(1, shelf).float()
-        out[:, :, 8:] = cells.reshape(E, n, 9 * 7)
-        return out
+        req = torch.cat([f.in_queue.new_zeros(E, 1), f.in_queue], 1).gather(1, shelf)  # shelf id + 1 -> requested
+        code = robot_code * 3 + (shelf > 0).long() + req.long()
+        return torch.cat([me, self.wintab[code].view(E, n, 63)], 2)
 
 
 class FeatureObs:
@@ -130,21 +138,22 @@ class FeatureObs:
         return torch.where(m >= 0, d, 0)
 
     def dispatch(self) -> torch.Tensor:
-        """Every robot's task shelf, robot by robot as ``Dispatcher.dispatch(i)`` for i = 0, 1, ..."""
+        """Every robot's task shelf, robot by robot as ``Dispatcher.dispatch(i)`` for i = 0, 1, ...
+
+        Works on the request slots ``(E, Q)``, not on all shelves: a request is free when no robot
+        goes for it or carries it."""
         f = self.floor
-        E, S = f.n_floors, f.n_shelves
+        E = f.n_floors
         tasks, carry, queue = self.tasks, f.carry, f.queue
         qcell = f.shelf_cell.gather(1, queue)  # (E, Q) cell of each requested shelf
         qx, qy = self.cx[qcell], self.cy[qcell]
-        iq_ext = torch.cat([f.in_queue, f.in_queue.new_zeros(E, 1)], 1)  # [S]: "no task"
+        carried_q = (carry[:, None, :] == queue[:, :, None]).any(2)  # (E, Q)
+        iq = self._requested(tasks)
         for i in range(f.n_agents):
             task, cargo = tasks[:, i], carry[:, i]
-            keep = (task >= 0) & (iq_ext.gather(1, torch.where(task >= 0, task, S)[:, None])[:, 0] | (cargo == task))
+            keep = (task >= 0) & (iq[:, i] | (cargo == task))
             task = torch.where(keep, task, -1)
-            busy = torch.zeros(E, S + 1, dtype=torch.long, device=f.device)
-            busy.scatter_add_(1, torch.where(tasks >= 0, tasks, S), torch.ones_like(tasks))
-            busy.scatter_add_(1, torch.where(carry >= 0, carry, S), torch.ones_like(carry))
-            free = busy.gather(1, queue) == 0
+            free = ~(carried_q | (tasks[:, None, :] == queue[:, :, None]).any(2))
             here = f.cell[:, i]
             dist = (qx - self.cx[here][:, None]).abs() + (qy - self.cy[here][:, None]).abs()
             dist = torch.where(free, dist, 1 << 40)
@@ -154,30 +163,43 @@ class FeatureObs:
             tasks[:, i] = task
         return tasks
 
+    def _requested(self, shelves: torch.Tensor) -> torch.Tensor:
+        """``(E, N)`` is each robot's shelf in ``shelves`` (-1: none) requested."""
+        f = self.floor
+        return (shelves >= 0) & f.in_queue.gather(1, shelves.clamp(min=0))
+
+    def _nearest_free(self, home: torch.Tensor, free_home: torch.Tensor) -> torch.Tensor:
+        """``(k,)`` the free shelf cell nearest (Manhattan) each of ``home`` ``(k,)``, the first in cell
+        order among equals; ``free_home`` ``(k, S)`` marks the free shelf cells."""
+        sh = self.floor.shelf_home
+        hd = (self.cx[sh][None, :] - self.cx[home][:, None]).abs() + (self.cy[sh][None, :] - self.cy[home][:, None]).abs()
+        return sh[torch.where(free_home, hd, 1 << 40).argmin(1)]
+
     def _plan(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``navigation.plan`` for every robot: (map index or -1 for none, toggle on arrival, loaded)."""
         f = self.floor
         E, n, C, S = f.n_floors, f.n_agents, f.n_cells, f.n_shelves
         cell, carry = f.cell, f.carry
         loaded = carry >= 0
-        iq_ext = torch.cat([f.in_queue, f.in_queue.new_zeros(E, 1)], 1)
-        cs = torch.where(loaded, carry, S)
-        carried_requested = loaded & iq_ext.gather(1, cs)
+        carried_requested = self._requested(carry)
         # a carried shelf no longer requested goes home, or to the free shelf cell nearest home
         home = f.shelf_home[carry.clamp(min=0)]
         parked = f.shelf_grid.gather(1, home) > 0
-        free_home = f.shelf_grid[:, f.shelf_home] == 0  # (E, S) shelf cells without a shelf
-        hd = (self.cx[f.shelf_home][None, None, :] - self.cx[home][:, :, None]).abs() + \
-             (self.cy[f.shelf_home][None, None, :] - self.cy[home][:, :, None]).abs()
-        hd = torch.where(free_home[:, None, :], hd, 1 << 40)
-        alt = f.shelf_home[hd.argmin(2)]
+        free_home = f.shelf_grid.index_select(1, f.shelf_home) == 0  # (E, S) shelf cells without a shelf
         any_free = free_home.any(1)[:, None].expand(E, n)
         moved_home = (home != cell) & parked
+        need = loaded & ~carried_requested & moved_home
+        alt = home.clone()
+        if f.may_sync:  # only the robots whose home is taken (few): (k, S)
+            fl, rb = torch.nonzero(need, as_tuple=True)
+            if fl.numel():
+                alt[fl, rb] = self._nearest_free(home[fl, rb], free_home[fl])
+        else:
+            alt = torch.where(need, self._nearest_free(home.reshape(-1), free_home.repeat_interleave(n, 0)).view(E, n), home)
         dest = torch.where(moved_home, alt, home)
         going_home = loaded & ~carried_requested & ~(moved_home & ~any_free)
         # unloaded: the task shelf, unless it is no longer requested or someone else carries it
-        ts = torch.where(tasks >= 0, tasks, S)
-        task_ok = (~loaded) & (tasks >= 0) & iq_ext.gather(1, ts)
+        task_ok = (~loaded) & self._requested(tasks)
         target = f.shelf_cell.gather(1, tasks.clamp(min=0))
         carrier = torch.where(carry[:, None, :] == tasks[:, :, None], f.idx[:, None, :], n).amin(2)  # first carrier
         task_ok &= (carrier == n) | (carrier == f.idx)
@@ -195,12 +217,11 @@ class FeatureObs:
         cell, d, carry = f.cell, f.dir, f.carry
         tasks = self.dispatch()
         m, toggle, loaded = self._plan(tasks)
-        out = torch.zeros(E, n, self.dim, dtype=torch.float32, device=f.device)
+        out = torch.empty(E, n, self.dim, dtype=torch.float32, device=f.device)
         out[:, :, 0:2] = self.xy[cell]
         out[:, :, 2:6] = self.eye[d]
         out[:, :, 6] = loaded.float()
-        iq_ext = torch.cat([f.in_queue, f.in_queue.new_zeros(E, 1)], 1)
-        out[:, :, 7] = iq_ext.gather(1, torch.where(loaded, carry, f.n_shelves)).float()
+        out[:, :, 7] = self._requested(carry).float()
         out[:, :, 8] = (tasks >= 0).float()
         has_map = m >= 0
         out[:, :, 9] = (~has_map & toggle).float()
@@ -221,7 +242,7 @@ class FeatureObs:
         robot = f.agent_grid.gather(1, w) < n
         inside = w <= C - 1
         k2 = (2 * r + 1) ** 2
-        img = torch.stack([(shelf > 0).float(), req_ext.gather(1, shelf).float(), robot.float(),
-                           self.goal_layer[w], (inside & ~robot).float()], 2)  # (E, n*k2, 5)
-        out[:, :, N_SELF:] = img.reshape(E, n, k2, 5).transpose(2, 3).reshape(E, n, 5 * k2)
+        img = torch.stack([(shelf > 0), req_ext.gather(1, shelf), robot, self.goal_layer[w] > 0, inside & ~robot],
+                          1)  # (E, 5, n*k2)
+        out[:, :, N_SELF:].view(E, n, 5, k2).copy_(img.view(E, 5, n, k2).transpose(1, 2))
         return out
