@@ -154,6 +154,8 @@ def test_render_draws_the_live_floor(tempo):
 
 
 def test_render_modes_follow_pettingzoo():
+    # render_test makes one env with render_mode="human" only to read metadata["render_modes"], then one per
+    # listed mode; the env offers no "human" mode (no display, no new dependency), so that first one gets None
     render_test(lambda render_mode: env(render_mode=None if render_mode == "human" else render_mode, max_steps=30))
     parallel_api_test(parallel_env(render_mode="rgb_array", max_steps=40), num_cycles=60)
     quiet = parallel_env()
