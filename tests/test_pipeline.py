@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cli_support import call
-from desim.app.runner import prepare, run
+from desim.agent import Brain
+from desim.app.runner import build, execute, prepare, run
 from desim.app.scenario import load
 from desim.models.services.config import service_nodes
 from desim.scenario import ScenarioError, parse
@@ -125,6 +126,30 @@ def test_the_kill_switch_quarantines_a_rogue_pipeline_and_no_order_is_lost():
     assert s["orders"]["failed"].get("tool_unavailable", 0) > 0  # its orders got the safe default
 
 
+class AlwaysBackorder:
+    """A stand-in for a learned brain: anything with ``act(batch)`` and ``policy_version``."""
+
+    policy_version = 7
+
+    def __init__(self):
+        self.seen = []
+
+    def act(self, observations):
+        self.seen += observations
+        return ["backorder" if o["stage"] == "stock" else "proceed" for o in observations]
+
+
+def test_another_brain_plugs_in_through_the_brain_protocol():
+    brain = AlwaysBackorder()
+    assert isinstance(brain, Brain)
+    world = build(load(SCENARIO), 1)
+    world.model.components[0].pipeline.brain = brain
+    s = execute(world, 300.0).summary
+    conserved(s)
+    assert s["orders"]["completed"] == 0 and brain.seen and all(o["stage"] == "stock" for o in brain.seen)
+    assert {"stock", "std", "order", "round"} <= set(brain.seen[0])
+
+
 def test_belief_on_and_off_both_run_and_agree_on_a_clean_floor():
     on = run(with_("[belief]\nenabled = true\n"), 2, 300.0).summary
     off = run(with_("[belief]\nenabled = false\n"), 2, 300.0).summary
@@ -192,7 +217,7 @@ def schedules(draw) -> str:
     return "\n".join(out)
 
 
-@settings(max_examples=10, deadline=None, derandomize=True, database=None,
+@settings(max_examples=8, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @given(schedules(), st.integers(0, 2**31), st.sampled_from(["heuristic", "gullible", "rogue"]))
 def test_no_order_is_lost_retries_are_bounded_and_runs_repeat_under_random_faults(extra, seed, brain):
