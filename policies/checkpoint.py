@@ -263,6 +263,9 @@ class CheckpointBrain:
         self.algo = ckpt["algo"]
         self.policy_version = int(ckpt["policy_version"])
         self.radius = int(ckpt["obs_radius"])
+        if (ckpt.get("env_kwargs") or {}).get("observations", "features") != "features":
+            raise ScenarioError(path, "brain", "this checkpoint was trained on rware's observation vector (a benchmark "
+                                "setting); brains see desim's features: train with [train] observations = \"features\"")
         self.n_agents = int(ckpt["info"]["n_agents"])
         self.rng = rng
         self.memory = Memory(learner) if getattr(learner, "recurrent", False) else None  # per robot, for the run

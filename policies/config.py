@@ -18,6 +18,8 @@ class TrainConfig(Section):
 
     episode_steps: int = Field(500, ge=1, le=1_000_000, description="decisions per training episode (rware's default episode length)")
     n_envs: int = Field(8, ge=1, le=65_536, description="env copies stepped together; the policy sees one batch per step")
+    floors: Literal["simulated", "batched"] = Field("simulated", description="simulated: every copy is the scenario's simulation as written; batched: n_envs rware floors as tensors on the training device (tick tempo, the floor alone; PPO learners)")
+    observations: Literal["features", "rware"] = Field("features", description="features: desim's feature vector (what brains see); rware: rware's own observation vector (batched floors only; for comparisons with rware results)")
     checkpoint_every: int = Field(25_000, ge=1, le=10**12, description="env steps between candidate checkpoints")
     eval_episodes: int = Field(4, ge=1, le=10_000, description="held-out episodes per candidate")
     eval_seed: int = Field(1_000_000, ge=1, le=2**40, description="held-out env seeds are eval_seed*1000+k; training seeds seed*1000+k, seed < eval_seed")
@@ -56,6 +58,12 @@ class TrainConfig(Section):
                 make_config(learner_class(algo).Config, table)
             except ConfigError as e:
                 raise FieldError((algo, e.field), e.problem) from None
+        return self
+
+    @model_validator(mode="after")
+    def _rware_needs_batched(self):
+        if self.observations == "rware" and self.floors != "batched":
+            raise FieldError(("observations",), 'rware observations need batched floors (floors = "batched")')
         return self
 
     @model_serializer(mode="wrap")

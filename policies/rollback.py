@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from desim.models.warehouse.env import VectorWarehouseEnv
 from desim.policies.checkpoint import Memory, decide
+from desim.policies.floors import host_floors
 
 
 @dataclass
@@ -91,7 +91,7 @@ def held_out_return(learner: Any, env_kwargs: dict, episodes: int, seed: int, mo
     policy on the same seeds always scores the same (common random numbers for
     candidate and incumbent).
     """
-    venv = VectorWarehouseEnv(episodes, seed=seed, **env_kwargs)
+    venv = host_floors(env_kwargs, episodes, seed)  # the kind of floors the policy trained on
     rng = np.random.default_rng(seed)
     obs, _state, acting = venv.reset()
     E, N, D = obs.shape

@@ -28,11 +28,13 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from desim.models.warehouse.env import VectorWarehouseEnv, scenario_for
+from desim.models.warehouse.env import scenario_for
 from desim.models.warehouse.features import obs_dim
 from desim.policies.checkpoint import save_checkpoint
 from desim.policies.common import ConfigError, EnvInfo, device as pick_device
 from desim.policies.config import TrainConfig
+from desim.policies.floors import make_floors
+from desim.policies.ondevice import check_supported
 from desim.policies.rollback import Decision, Gatekeeper, held_out_return
 from desim.policies.spec import learner_class, learner_names
 from desim.policies import tables as _tables  # noqa: F401  (declares train_curves, promotions)
@@ -40,6 +42,7 @@ from desim.scenario import ScenarioBase, ScenarioError, error_of, parse, to_data
 from desim.store import DEFAULT_STORE, Store
 
 # train_curves metrics written to the store (anything else a learner logs stays in memory)
+BATCHED_ALGOS = ("mappo", "ippo")  # learners with an on-device loop (policies.ondevice)
 CURVE_METRICS = ("return", "loss", "policy_loss", "value_loss", "entropy", "value_error", "approx_kl", "clip_frac",
                  "td_error", "q_mean", "epsilon", "rollout_s", "update_s", "env_steps_per_s", "eval_return")
 
@@ -230,19 +233,33 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: CUDA is not available on this machine (use auto or cpu)")
     # the env simulates the scenario as written (links, faults, orders and all), as plain data so
-    # checkpoints and held-out evaluation rebuild exactly this env
+    # checkpoints and held-out evaluation rebuild exactly this env; batched floors: the floor alone
     env_kwargs = {"scenario": to_data(sc), "max_steps": tc.episode_steps, "obs_radius": tc.obs_radius}
-    if dev.type == "cpu" and tc.torch_threads > 0:
-        torch.set_num_threads(tc.torch_threads)
+    batched = tc.floors == "batched"
+    if batched:
+        if algo not in BATCHED_ALGOS:
+            raise ValueError(f"batched floors train {' and '.join(BATCHED_ALGOS)}; {algo} trains on simulated floors "
+                             '([train] floors = "simulated", without --envs)')
+        env_kwargs.update(floors="batched", observations=tc.observations)
+    if dev.type == "cpu" and (tc.torch_threads > 0 and not (batched and "torch_threads" not in written)):
+        torch.set_num_threads(tc.torch_threads)  # batched floors use every core unless told otherwise
 
     # potential-based shaping lives in the env; its finished_returns stay unshaped
-    env = VectorWarehouseEnv(tc.n_envs, seed=seed, shaping=tc.shaping, shaping_gamma=tc.shaping_gamma,
-                             shaping_potential=tc.shaping_potential, **env_kwargs)
+    try:
+        env = make_floors(env_kwargs, tc.n_envs, seed, dev, shaping=tc.shaping, shaping_gamma=tc.shaping_gamma,
+                          shaping_potential=tc.shaping_potential)
+    except ScenarioError as e:  # what batched floors cannot simulate, named in the file's words
+        raise ScenarioError(file, e.field, e.problem) from None
     venv = env
     n = len(env.agents)
-    info = EnvInfo(n_agents=n, obs_dim=obs_dim(tc.obs_radius), state_dim=obs_dim(tc.obs_radius) * n, n_actions=5)
+    if batched:
+        info = EnvInfo(**env.info())
+    else:
+        info = EnvInfo(n_agents=n, obs_dim=obs_dim(tc.obs_radius), state_dim=obs_dim(tc.obs_radius) * n, n_actions=5)
     try:
         learner = cls(info, algo_cfg, dev, seed)
+        if batched:
+            check_supported(learner.cfg)
     except ConfigError as e:  # a bad [train.<algo>] value: one line naming it
         raise ScenarioError(file, f"train.{algo}.{e.field}", e.problem) from None
 
@@ -258,7 +275,7 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
         keeper = Checkpoints(out, algo, env_kwargs, tc.obs_radius, gate, run, tc.rollback,
                              meta={"scenario": scenario_name, "seed": seed})
         # learners run whole iterations: the bar counts to the steps that will run (the summary's ``steps``)
-        planned = planned_steps(steps, steps_per_iteration(learner, len(env.envs)))
+        planned = planned_steps(steps, steps_per_iteration(learner, tc.n_envs))
         bar = _Bar(planned, f"{algo} {scenario_name}", progress)
         state = {"step": 0, "last_ckpt": 0, "returns": [], "rollout_s": 0.0, "update_s": 0.0, "seen": 0}
         t0 = time.perf_counter()

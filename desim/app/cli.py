@@ -205,6 +205,9 @@ def dash(
     os.execve(sys.executable, cmd, env)  # become Streamlit: signals reach the server itself
 
 
+Observations = enum.Enum("Observations", {"features": "features", "rware": "rware"}, type=str)
+
+
 @app.command()
 def train(
     scenario: Path = typer.Argument(..., help="scenario TOML file with a warehouse section (and optionally a train section)"),
@@ -214,6 +217,8 @@ def train(
     seed: int = typer.Option(0, help="training seed (held-out evaluation seeds are disjoint from it)"),
     out: Optional[Path] = typer.Option(None, help="checkpoint folder (default runs/checkpoints/<run_id>)"),
     store: Optional[Path] = typer.Option(None, help="results store (DuckDB file); default runs/desim.duckdb"),
+    envs: Optional[int] = typer.Option(None, min=1, max=65_536, help="train on this many batched floors (torch tensors on --device; mappo, ippo); default: the scenario's [train]"),
+    obs: Optional[Observations] = typer.Option(None, help="observations: features (what brains see) or rware (rware's own vector; batched floors)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train a learner on a scenario: curves to the store, versioned checkpoints, rollback."""
@@ -230,8 +235,9 @@ def train(
     try:
         sc = load(scenario)
         _store(store, must_exist=False)  # before training: a bad store path costs nothing (a new one is not created here)
+        train_cfg = ({"floors": "batched", "n_envs": envs} if envs is not None else {}) | ({"observations": obs.value} if obs else {})
         result = run_training(sc, algo, steps, scenario_text=Path(scenario).read_text(), file=str(scenario), device=device, seed=seed, out_dir=out, store_path=store,
-                              progress=not json_out)
+                              progress=not json_out, train_cfg=train_cfg)
     except (ScenarioError, StoreError, ValueError) as e:
         fail(str(e))
     except KeyboardInterrupt:

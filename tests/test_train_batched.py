@@ -1,0 +1,67 @@
+"""`desim train --envs N`: MAPPO and IPPO on batched floors, with the same checkpoints, curves,
+store rows and rollback gate as on simulated floors; the checkpoint runs as a brain in both tempos."""
+import json
+from pathlib import Path
+
+import pytest
+
+from desim.policies.checkpoint import load_checkpoint
+from desim.store import Store
+from test_train_cli import QUICK, ROOT, desim, one_line_error
+
+
+def test_ippo_on_batched_floors_writes_what_simulated_training_writes_and_runs_in_both_tempos(tmp_path):
+    sc = tmp_path / "quick.toml"
+    sc.write_text(QUICK.replace("[train.mappo]", "[train.ippo]"))
+    store, out = tmp_path / "runs.duckdb", tmp_path / "ckpt"
+    p = desim("train", sc, "--algo", "ippo", "--steps", 3200, "--envs", 16, "--seed", 2, "--out", out,
+              "--store", store, "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    # 16 floors x 100-step rollouts: whole iterations of 1,600 env steps, two candidates
+    assert r["steps"] == 3200 and r["algo"] == "ippo" and len(r["promotions"]) == 2
+    ck = load_checkpoint(out / "latest.pt")
+    assert ck["env_kwargs"]["floors"] == "batched" and ck["env_kwargs"]["observations"] == "features"
+    run = Store(store).get_run(r["run_id"])
+    assert run["status"] == "complete" and run["config"]["train"]["floors"] == "batched"
+    curves = Store(store).table("train_curves", r["run_id"], as_dicts=True)
+    metrics = {c["metric"] for c in curves}
+    assert {"return", "loss", "entropy", "value_error", "eval_return"} <= metrics
+    assert any(m.startswith("credit/") for m in metrics)
+    assert [p["candidate_version"] for p in Store(store).table("promotions", r["run_id"], as_dicts=True)] == [1, 2]
+    for scenario in ("warehouse-tiny.toml", "warehouse-tiny-event.toml"):
+        p = desim("run", ROOT / "scenarios" / scenario, "--brain", f"checkpoint:{out / 'latest.pt'}",
+                  "--until", 60, "--json", "--no-store")
+        assert p.returncode == 0, (scenario, p.stderr)
+        assert json.loads(p.stdout)["tempo"] == ("event" if "event" in scenario else "tick")
+
+
+def test_rware_observations_train_and_are_refused_as_a_brain_in_one_line(tmp_path):
+    sc = tmp_path / "quick.toml"
+    sc.write_text(QUICK)
+    out = tmp_path / "ckpt"
+    p = desim("train", sc, "--algo", "mappo", "--steps", 1600, "--envs", 16, "--obs", "rware", "--out", out,
+              "--store", tmp_path / "s.duckdb", "--json")
+    assert p.returncode == 0, p.stderr
+    ck = load_checkpoint(out / "latest.pt")
+    assert ck["env_kwargs"]["observations"] == "rware" and ck["info"]["obs_dim"] == 71  # rware's vector
+    one_line_error(desim("run", ROOT / "scenarios" / "warehouse-tiny.toml", "--brain", f"checkpoint:{out / 'latest.pt'}",
+                         "--until", 20, "--no-store"), "rware's observation vector")
+
+
+EVENT = QUICK.replace('tempo = "tick"', 'tempo = "event"')
+
+
+@pytest.mark.parametrize("text, args, needles", [
+    (QUICK, ("--algo", "qmix", "--envs", "8"), ("batched floors train mappo and ippo", "qmix")),
+    (QUICK, ("--algo", "mappo", "--obs", "rware"), ("train.observations", "batched floors")),
+    (QUICK, ("--algo", "mappo", "--envs", "0"), ("--envs",)),
+    (EVENT, ("--algo", "mappo", "--envs", "8"), ("warehouse.tempo", "tick")),
+    (QUICK + "recurrent = true\nchunk = 10\n", ("--algo", "mappo", "--envs", "8"), ("train.mappo.recurrent", "batched floors")),
+])
+def test_what_batched_floors_cannot_do_is_one_line_exit_2_and_nothing_is_recorded(text, args, needles, tmp_path):
+    sc = tmp_path / "s.toml"
+    sc.write_text(text)
+    store = tmp_path / "s.duckdb"
+    one_line_error(desim("train", sc, "--steps", "1600", "--store", store, *args), *needles)
+    assert not store.exists() or Store(store).list_runs() == []
