@@ -54,7 +54,7 @@ EVAL_CASES = declare_table(  # one row per (case, arm); safeguards and harm are 
                    "latency_p95": pa.float64(), "base_latency_p95": pa.float64(),
                    "retries": pa.int64(), "retry_bound": pa.int64(), "deadlocks": pa.int64(),
                    "created": pa.int64(), "completed": pa.int64(), "failed": pa.int64(), "pending": pa.int64(),
-                   "lost": pa.int64(), "unauthorized_executed": pa.int64(), "mispriced": pa.int64(),
+                   "failed_reasons": pa.string(), "lost": pa.int64(), "unauthorized_executed": pa.int64(), "mispriced": pa.int64(),
                    "stale_reads": pa.int64(), "safeguards": pa.string(), "fault_start": pa.float64(),
                    "fault_end": pa.float64(), "trace_hash": pa.string()},
     required=("case", "arm", "passed"))
@@ -80,7 +80,7 @@ class Ctx:
     at: float
     duration: float
     until: float
-    zone_nodes: tuple[str, ...]  # the last zone's controller and robots
+    zone_controller: str  # the last zone's controller
     core: str
     tool_links: tuple[tuple[str, str], ...]  # the links to the tool services and the inventory nodes
     primary: str
@@ -165,6 +165,7 @@ BREAKER_OPENED = Check("breaker opened", lambda f: f.g("breaker_open") > 0)
 BREAKER_CLOSED = Check("breaker closed again", lambda f: f.g("breaker_closed") > 0)
 NO_FALSE_ALARM = Check("no breaker opened", lambda f: f.g("breaker_open") == 0, fire=False)
 NOT_QUARANTINED = Check("nobody quarantined", lambda f: f.g("quarantine") == 0, fire=False)
+PARTITIONED = Check("messages cut", lambda f: f.get("messages.dropped.partition", 0) > 0, effect=True)
 
 CASES: tuple[Case, ...] = (
     Case("500_storm", "90% of calls to every tool answer 500",
@@ -190,7 +191,8 @@ CASES: tuple[Case, ...] = (
     Case("byzantine", "half the inventory lookups well-formed but wrong by up to 10x",
          lambda d, c: _tool_fault(d, c, tool="inventory_lookup", kind="byzantine", rate=0.5, factor=10.0),
          (Check("calls hit", lambda f: f.fault("byzantine") > 0, effect=True),
-          Check("implausible values rejected", lambda f: f.rows("reject", "implausible") > 0)), kind="tool"),
+          Check("implausible values rejected", lambda f: f.rows("reject", "implausible") > 0)), belief=True,
+         kind="tool"),
     Case("stale_replica", "replication lag of ~60 s: replica reads far behind the primary",
          _set(inventory__lag={"dist": "lognormal", "mean": 60.0, "jitter": 20.0}),
          (Check("stale reads", lambda f: f.get("pipeline.stale_reads") > 0, effect=True),), belief=True,
@@ -199,17 +201,17 @@ CASES: tuple[Case, ...] = (
          _set(inventory__lock={"granularity": "table", "hold": {"dist": "constant", "mean": 0.9}, "timeout": 0.1}),
          (Check("lock timeouts", lambda f: f.get("pipeline.lock_timeouts") > 0, effect=True),
           Check("lock timeouts retried", lambda f: f.rows("retry", "status 503") > 0)), kind="data"),
-    Case("zone_partition", "the last zone (controller and robots) cut off from the core",
-         lambda d, c: _net_fault(d, c, kind="split", groups=[list(c.zone_nodes), [c.core]]),
-         (Check("fault applied", lambda f: len(f.get("faults", [])) > 0, effect=True), NO_FALSE_ALARM),
+    Case("zone_partition", "the last zone's controller isolated: its robots get no commands, the rest goes on",
+         lambda d, c: _net_fault(d, c, kind="isolate", nodes=[c.zone_controller]),
+         (PARTITIONED, NO_FALSE_ALARM),
          belief=True, kind="network"),
     Case("primary_partition", "the inventory primary isolated: reads from replicas, no reservation can commit",
          lambda d, c: _net_fault(d, c, kind="isolate", nodes=[c.primary]),
-         (Check("fault applied", lambda f: len(f.get("faults", [])) > 0, effect=True), SAFE_DEFAULT,
+         (PARTITIONED, SAFE_DEFAULT,
           BREAKER_OPENED), belief=True, kind="network"),
     Case("latency_spike", "+0.6 s on every link to the tools and the inventory (round trips over the guard's timeout)",
          lambda d, c: _net_fault(d, c, kind="latency_spike", extra_delay=0.6, links=[list(e) for e in c.tool_links]),
-         (Check("fault applied", lambda f: len(f.get("faults", [])) > 0, effect=True),
+         (Check("calls timed out", lambda f: f.rows("error", "timeout") + f.rows("direct", "timeout") > 0, effect=True),
           Check("timeouts retried", lambda f: f.rows("retry", "timeout") > 0)), kind="network"),
     Case("kill_switch", "a rogue pipeline brain bursts three unauthorized restocks every 5th order",
          _set(pipeline__brain="rogue", guard__kill_switch__quarantine=60.0),
@@ -238,17 +240,19 @@ class Arm:
     belief: bool
 
 
-def _ctx(data: dict, sc, until: float) -> Ctx:
+def _ctx(data: dict, sc, until: float, file: str) -> Ctx:
     graph = prepare(sc).graph
     zones = sorted({d["zone"] for _, d in graph.nodes(data=True) if "zone" in d})
     last = zones[-1] if zones else None
-    zone_nodes = tuple(sorted(n for n, d in graph.nodes(data=True) if last is not None and d.get("zone") == last))
+    controllers = sorted(n for n, d in graph.nodes(data=True) if d.get("role") == "controller" and d.get("zone") == last)
+    if not controllers:
+        raise ScenarioError(file, "topology", "the faults suite needs a topology with zone controllers")
     primary = "inventory"
     svc = [n for n, d in graph.nodes(data=True) if d.get("role") == "service"
            and (n.startswith("tool-") or n.startswith(primary))]
     core = "core" if "core" in graph else next(iter(graph.neighbors(primary)))
     links = tuple(sorted((core, n) for n in svc if graph.has_edge(core, n)))
-    return Ctx(FAULT_START * until, FAULT_SPAN * until, until, zone_nodes, core, links, primary)
+    return Ctx(FAULT_START * until, FAULT_SPAN * until, until, controllers[0], core, links, primary)
 
 
 def _arm_data(base: dict, arm: Arm) -> dict:
@@ -360,7 +364,8 @@ def evaluate(case: Case | None, arm: Arm, f: Figures, base: Figures | None, data
         "retries": retries, "retry_bound": bound,
         "deadlocks": floor_deadlocks + int(pipe.get("deadlocks", 0) or 0),
         "created": int(pipe.get("created", 0) or 0), "completed": int(pipe.get("completed", 0) or 0),
-        "failed": int(sum(failed.values())), "pending": int(pipe.get("pending", 0) or 0), "lost": lost,
+        "failed": int(sum(failed.values())), "failed_reasons": dict(sorted(failed.items())),
+        "pending": int(pipe.get("pending", 0) or 0), "lost": lost,
         "unauthorized_executed": int(pipe.get("unauthorized_executed", 0) or 0),
         "mispriced": int(pipe.get("mispriced", 0) or 0), "stale_reads": int(pipe.get("stale_reads", 0) or 0),
         "safeguards": safeguards,
@@ -389,7 +394,7 @@ def run_suite(path: str | Path, *, suite: str = "faults", guard: str = "on", see
     base, file, base_dir, sc = load_base(path)
     seed = sc.seed if seed is None else int(seed)
     until = sc.until if until is None else float(until)
-    ctx = _ctx(base, sc, until)
+    ctx = _ctx(base, sc, until, file)
     todo = plan(cases, guard)
     results, guard_rows, windows = [], [], []
     baselines: dict[tuple[bool, bool], Figures] = {}
@@ -431,7 +436,8 @@ def run_suite(path: str | Path, *, suite: str = "faults", guard: str = "on", see
 def record(store, sc, path: str | Path, results: list[dict], guard_rows: list[dict], windows: list[dict], *,
            guard: str, seed: int, until: float) -> str:
     """Write the suite's results to ``store`` as one ``eval`` run; its id."""
-    rows = [{**r, "safeguards": json.dumps(r["safeguards"])} for r in results]
+    rows = [{**r, "safeguards": json.dumps(r["safeguards"]), "failed_reasons": json.dumps(r["failed_reasons"])}
+            for r in results]
     passed = sum(r["passed"] for r in results)
     with store.run("eval", scenario=sc.name, scenario_text=Path(path).read_text(), seed=seed,
                    config={"suite": "faults", "guard": guard, "until": until,
