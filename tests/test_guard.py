@@ -456,6 +456,9 @@ def test_the_sandbox_switch_shows_in_the_latency():
     outs = run_calls(g, "a", "stock", Tool(env, latency=0.1))
     env.run()
     assert outs[0].ok and outs[0].latency == pytest.approx(0.35)
+    (done,) = [r for r in g.log.rows() if r["decision"] == "pass"]
+    assert done["latency"] == pytest.approx(0.35)  # and in the guard table's timing figures
+    assert g.summary()["guard_call_latency_mean"] == pytest.approx(0.35)
 
 
 # -- guard off ---------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ returned as is (``direct`` rows), and an exception in the tool is still caught (
 go on for the comparison to be measured).
 
 Every decision is a row ``(t, call, agent, role, tool, state, decision, reason, attempt,
-delay, breaker)`` handed to ``record`` (default: the guard's own :class:`GuardLog`, whose
+delay, breaker, latency)`` (``latency``: on the row that ends a call, ``pass``, ``fallback`` or
+``direct``, the call's simulated seconds from start to outcome, sandbox switch included) handed to ``record`` (default: the guard's own :class:`GuardLog`, whose
 ``columns()`` a model returns as its ``guard`` table, declared in :mod:`desim.guard.tables`).
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
 import simpy
 from pydantic import BaseModel
 
@@ -53,7 +55,7 @@ from desim.guard.config import GuardCfg
 from desim.guard.sanitize import Plausibility, Rejected, sanitize
 from desim.rng import RngStreams
 
-COLUMNS = ("t", "call", "agent", "role", "tool", "state", "decision", "reason", "attempt", "delay", "breaker")
+COLUMNS = ("t", "call", "agent", "role", "tool", "state", "decision", "reason", "attempt", "delay", "breaker", "latency")
 DECISIONS = ("allowed", "blocked", "quarantine", "quarantined", "released", "pass", "reject", "error", "retry",
              "give_up", "short_circuit", "fallback", "breaker_open", "breaker_half_open", "breaker_closed",
              "direct")
@@ -207,6 +209,7 @@ class Guard:
         self.boxes: dict[str, Sandbox] = {}
         self.counts: Counter = Counter()
         self._calls = 0
+        self._latencies: list[float] = []  # each finished call's latency (summary figures)
         self._ctx: dict[str, Any] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
@@ -316,7 +319,7 @@ class Guard:
                     kind, failure = "reject", f"invalid: plausibility rule raised {_describe(e)}"
                 else:
                     breaker.success(env.now)
-                    self._row(cid, box, tool, state, "pass", "", attempt=attempts)
+                    self._row(cid, box, tool, state, "pass", "", attempt=attempts, latency=env.now - t0)
                     return Outcome(True, value, False, "", "pass", attempts, retries, status, t0, env.now - t0)
             box.last_reason = failure
             self._row(cid, box, tool, state, kind, failure, attempt=attempts)
@@ -344,7 +347,7 @@ class Guard:
         status, payload, _, failure = yield from self._attempt(self.tools[tool], invoke, request)
         ok = failure is None and 200 <= status < 300
         reason = "" if ok else (failure or f"status {status}")
-        self._row(cid, box, tool, state, "direct", reason, attempt=1)
+        self._row(cid, box, tool, state, "direct", reason, attempt=1, latency=self.env.now - t0)
         return Outcome(ok, payload if ok else None, False, reason, "direct", 1, 0, status, t0, self.env.now - t0)
 
     def _attempt(self, spec: ToolSpec, invoke, req):
@@ -409,31 +412,38 @@ class Guard:
             value = fb(copy.deepcopy(request), why) if callable(fb) else copy.deepcopy(fb)
         except Exception as e:
             value, why = None, f"{why}; fallback failed: {_describe(e)}"
-        self._row(cid, box, tool, state, "fallback", why)
+        self._row(cid, box, tool, state, "fallback", why, latency=self.env.now - t0)
         return Outcome(False, value, True, why, decision, attempts, retries, status, t0, self.env.now - t0)
 
     def _transition(self, tool: str, t: float, old: str, new: str, why: str) -> None:
         c = self._ctx
         self.record({"t": t, "call": c.get("call"), "agent": c.get("agent", ""), "role": c.get("role", ""),
                      "tool": tool, "state": c.get("state", ""), "decision": f"breaker_{new}",
-                     "reason": f"{old} -> {new}: {why}", "attempt": None, "delay": None, "breaker": new})
+                     "reason": f"{old} -> {new}: {why}", "attempt": None, "delay": None, "breaker": new,
+                     "latency": None})
         self.counts[f"breaker_{new}"] += 1
 
-    def _row(self, cid, box: Sandbox, tool, state, decision, reason, attempt=None, delay=None, t=None) -> None:
+    def _row(self, cid, box: Sandbox, tool, state, decision, reason, attempt=None, delay=None, t=None,
+             latency=None) -> None:
         self._ctx = {"call": cid, "agent": box.name, "role": box.role, "state": state}
         br = self.breakers.get(tool)
         self.record({"t": self.env.now if t is None else t, "call": cid, "agent": box.name, "role": box.role,
                      "tool": tool, "state": state, "decision": decision, "reason": reason, "attempt": attempt,
-                     "delay": delay, "breaker": br._state if br is not None else None})
+                     "delay": delay, "breaker": br._state if br is not None else None, "latency": latency})
         self.counts[decision] += 1
+        if latency is not None:
+            self._latencies.append(latency)
 
     # -- reading -------------------------------------------------------------------------------------
     def breaker_state(self, tool: str) -> str:
         return self.breakers[tool].state(self.env.now)
 
     def summary(self) -> dict[str, Any]:
-        """Counts of every decision, breaker openings and quarantined agents (for a run's summary)."""
+        """Counts of every decision, calls, their mean and p95 latency (s), quarantined agents (for a run's summary)."""
         out = {f"guard_{d}": int(self.counts.get(d, 0)) for d in DECISIONS}
         out["guard_calls"] = self._calls
+        lat = np.asarray(self._latencies, dtype=float)
+        out["guard_call_latency_mean"] = float(lat.mean()) if lat.size else None  # s, sandbox switch included
+        out["guard_call_latency_p95"] = float(np.percentile(lat, 95)) if lat.size else None
         out["guard_quarantined_agents"] = sorted(n for n, b in self.boxes.items() if b.quarantined_at is not None)
         return out
