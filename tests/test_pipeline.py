@@ -103,6 +103,15 @@ def test_orders_are_conserved_under_faults_and_the_faults_show(case):
         assert p["tool_status"].get("503", 0) > 0 and p["replica_syncs"] >= 1
 
 
+def test_stale_replicas_make_the_primary_refuse_reservations_and_the_order_tries_again():
+    stale = {'lag = { dist = "lognormal", mean = 0.5, jitter = 0.3 }': 'lag = { dist = "lognormal", mean = 60.0, jitter = 20.0 }'}
+    s = run(with_(**stale), 1, 1200.0).summary
+    conserved(s)
+    p = s["pipeline"]
+    assert p["stale_reads"] > 0 and p["reserve_failures"].get("insufficient", 0) > 0
+    assert p["max_staleness"] > 30.0 and p["rounds"] > s["orders"]["created"]  # refused rounds were tried again
+
+
 @pytest.mark.parametrize("guard", [True, False])
 def test_smuggled_instructions_reach_a_gullible_agent_only_without_the_guard(guard):
     extra = FAULTS["corrupt"].replace('rate = 0.5', 'rate = 0.5\npayload = "injection"\ntool = "inventory_lookup"')

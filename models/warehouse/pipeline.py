@@ -236,12 +236,12 @@ class OrderPipeline(RpcAgent):
         if act != "proceed":
             return "price_mismatch"
         out = yield from self._call("reserve", "reserve", {"items": [[sku, -1]]}, info)
-        if not out.ok:
-            svc.reserve_failures[out.reason.split(":")[0] if out.reason else "failed"] += 1
-            if "insufficient" in out.reason:
+        if not out.ok:  # 409: the primary refused (no stock, whatever the read said); 503: a lock wait gave up
+            why = {409: "insufficient", 503: "lock_timeout"}.get(out.status, "tool_unavailable")
+            svc.reserve_failures[why] += 1
+            if why == "insufficient":
                 svc.low_stock(self, sku)
-                return "insufficient"
-            return "lock_timeout" if "lock" in out.reason else "tool_unavailable"
+            return why
         svc.took(self.name, sku, 1)
         lsn = number(out.value, "lsn")
         self.last_lsn = max(self.last_lsn, int(lsn)) if lsn is not None and math.isfinite(lsn) else self.last_lsn
