@@ -15,9 +15,8 @@ before the clock starts:
   rware's 71 floats, or the project's feature vector with the planner's
   guidance), what a learner gets.
 
-``--mappo``: MAPPO end to end (rollout and update on the batched env) is the
-learners' part of issue 14, added by whoever wires them (see
-:func:`bench_mappo`).
+``--mappo``: MAPPO end to end (rollout and update, learning) on 1,024 batched
+floors against today's loop on 8 simulated floors (:func:`bench_mappo`).
 
 Usage: python bench/batched_floor.py [--quick] [--device cpu|cuda|auto] [--threads K] [--mappo]
 """
@@ -38,7 +37,11 @@ from rware.warehouse import RewardType, Warehouse
 from desim.models.warehouse import Floor
 from desim.models.warehouse.batched import BatchedFloor
 from desim.models.warehouse.layout import SIZES, rware_task
+from desim.models.warehouse.env import VectorWarehouseEnv
+from desim.models.warehouse.features import obs_dim
 from desim.models.warehouse.vector_env import BatchedWarehouseEnv
+from desim.policies.common import EnvInfo
+from desim.policies.mappo import MAPPO
 
 TASKS = ("tiny-2ag", "small-4ag", "large-8ag")
 SIZES_N = (1, 64, 1024, 4096)
@@ -115,10 +118,32 @@ def bench_env(task: str, n_floors: int, iters: int, device: torch.device, seed: 
     return iters * n_floors / (time.perf_counter() - t0)
 
 
-def bench_mappo(task: str, device: torch.device, quick: bool) -> float:
-    """MAPPO end to end (rollout + update, learning) env-steps/s on the batched env: **the lead adds this**
-    (issue 14's learners part: ``desim.policies`` on ``BatchedWarehouseEnv``). Until then it says so."""
-    raise NotImplementedError("MAPPO end to end on batched floors is not wired into this benchmark yet")
+# MAPPO on batched floors: 1,024 floors x 32-step rollouts = 32,768 env steps per update (the numpy loop's
+# default is 8 copies x 128 steps = 1,024), 4 epochs of 2 minibatches
+MAPPO_BATCHED = {"rollout": 32, "epochs": 4, "minibatches": 2}
+
+
+def bench_mappo(task: str, device: torch.device, quick: bool) -> tuple[float, float]:
+    """MAPPO end to end (rollout + update, learning), env-steps/s: on 1,024 batched floors on ``device``
+    (``policies.ondevice``), and today's loop on 8 simulated floors (``VectorWarehouseEnv``, the peer),
+    both with desim's feature observations."""
+    layout, kw = rware_task(task)
+    env = BatchedWarehouseEnv(layout.name, kw["n_agents"], max_steps=kw["max_steps"],
+                              request_queue=kw["request_queue_size"], n_envs=ENV_N, seed=0, device=device)
+    learner = MAPPO(EnvInfo(**env.info()), MAPPO_BATCHED, device, 0)
+    steps = ENV_N * MAPPO_BATCHED["rollout"] * (2 if quick else 6)
+    t0 = time.perf_counter()
+    learner.train(env, steps, lambda s, m: None)
+    _sync(device)
+    batched = steps / (time.perf_counter() - t0)
+    venv = VectorWarehouseEnv(8, seed=0, size=layout.name, robots=kw["n_agents"], max_steps=kw["max_steps"],
+                              request_queue=kw["request_queue_size"])
+    n = kw["n_agents"]
+    peer = MAPPO(EnvInfo(n_agents=n, obs_dim=obs_dim(1), state_dim=obs_dim(1) * n, n_actions=5), {}, "cpu", 0)
+    steps = 8 * 128 * (1 if quick else 3)
+    t0 = time.perf_counter()
+    peer.train(venv, steps, lambda s, m: None)
+    return batched, steps / (time.perf_counter() - t0)
 
 
 def _iters(n_floors: int, quick: bool, device: torch.device) -> int:
@@ -134,7 +159,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: on a small shared CPU more threads wait on each other)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mappo", action="store_true", help="also MAPPO end to end (not wired yet: the learners' part)")
+    ap.add_argument("--mappo", action="store_true", help="also MAPPO end to end: batched floors against simulated floors")
     args = ap.parse_args()
     dev = args.device
     if dev == "auto":
@@ -149,7 +174,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rsteps = 500 if args.quick else 2000
 
-    console = Console(width=max(Console().width, 150))
+    console = Console(width=max(Console().width, 180))
     table = Table(title=f"env-steps/s, uniform random actions, batched on {device} ({args.threads} torch thread(s))")
     for col in ("task", "rware", "Floor", "Floor/rware", *(f"batched N={n:,}" for n in SIZES_N), "best/rware",
                 f"env rware-obs N={ENV_N:,}", "/rware", f"env features N={ENV_N:,}", "/rware "):
@@ -174,14 +199,16 @@ def main() -> None:
             table.add_row(task, f"{r:,.0f}", f"{f:,.0f}", f"{f / r:.1f}x", *(f"{x:,.0f}" for x in b),
                           f"{max(b) / r:,.0f}x", f"{e_r:,.0f}", f"{e_r / r:,.0f}x", f"{e_f:,.0f}", f"{e_f / r:,.0f}x")
             if args.mappo:
-                try:
-                    mappo_rows.append((task, bench_mappo(task, device, args.quick)))
-                except NotImplementedError as e:
-                    mappo_rows.append((task, str(e)))
+                mappo_rows.append((task, *bench_mappo(task, device, args.quick)))
                 bar.advance(job)
     console.print(table)
-    for task, v in mappo_rows:
-        console.print(f"MAPPO end to end, {task}: {v if isinstance(v, str) else f'{v:,.0f} env-steps/s'}")
+    if mappo_rows:
+        mt = Table(title=f"MAPPO end to end (rollout + update), env-steps/s, feature observations; {MAPPO_BATCHED}")
+        for col in ("task", f"batched N={ENV_N:,} on {device}", "simulated floors x8 (today)", "ratio"):
+            mt.add_column(col, justify="left" if col == "task" else "right")
+        for task, b, p in mappo_rows:
+            mt.add_row(task, f"{b:,.0f}", f"{p:,.0f}", f"{b / p:.1f}x")
+        console.print(mt)
     console.print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
                   f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)"
                   + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
