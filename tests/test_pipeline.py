@@ -16,10 +16,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cli_support import call
 from desim.agent import Brain
+from desim.app.recording import record_run
 from desim.app.runner import build, execute, prepare, run
 from desim.app.scenario import load
 from desim.models.services.config import service_nodes
 from desim.scenario import ScenarioError, parse
+from desim.store import Store
 from test_trace_contract import HASHES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,6 +192,22 @@ def test_the_pipeline_needs_an_order_stream():
     text = BASE.replace('orders = { rate_per_hour = 240.0, max_age = 900.0 }\n', "")
     with pytest.raises(ScenarioError, match=r"warehouse\.orders"):
         prepare(parse(text, "f.toml", base_dir=SCENARIO.parent), "f.toml")
+
+
+def test_a_recorded_run_has_the_pipeline_tables(tmp_path):
+    summary = record_run(load(SCENARIO), SCENARIO, tmp_path / "s.duckdb", seed=1, until=300.0)
+    store = Store(tmp_path / "s.duckdb")
+    outcomes = store.table("order_outcomes", "latest").to_pylist()
+    assert len(outcomes) == summary["orders"]["created"]
+    by = Counter(r["outcome"] for r in outcomes)
+    assert by["completed"] == summary["orders"]["completed"] and by["pending"] == summary["orders"]["pending"]
+    assert all(r["latency"] > 0 for r in outcomes if r["outcome"] == "completed")
+    calls = store.table("tool_calls", "latest").to_pylist()
+    assert len(calls) == summary["pipeline"]["tool_calls"] and {r["tool"] for r in calls} >= {"inventory_lookup", "reserve"}
+    reads = store.table("inventory_reads", "latest").to_pylist()
+    assert reads and all(r["staleness"] >= 0 and r["version"] <= r["true_version"] for r in reads)
+    guard = store.table("guard", "latest").to_pylist()
+    assert {r["decision"] for r in guard} >= {"allowed", "pass"}
 
 
 def test_desim_validate_and_run_on_the_command_line():
