@@ -16,9 +16,16 @@ An algo named ``X-gru`` (e.g. ``mappo-gru``) is learner ``X`` with its
 recurrent (GRU) actor (``recurrent = true``). The plot (``returns.png``) needs
 matplotlib (``pip install -e '.[bench]'``).
 
+``--envs N`` trains on N batched floors (``[train] floors = "batched"``, MAPPO
+and IPPO) with ``--obs features`` (desim's feature vector, the default) or
+``--obs rware`` (rware's own observation vector: the like-for-like setting);
+their curves are labelled ``ALGO [batched OBS]``. ``--learner`` sets learner
+hyperparameters (JSON, e.g. ``'{"rollout": 64, "epochs": 4}'``).
+
 Usage:
     python bench/train_rware.py [--tasks tiny-2ag,small-4ag] [--algos mappo,ippo,qmix,mappo-gru]
                                 [--steps 200000] [--seed 0] [--shaping 0.5] [--out runs/bench/train_rware]
+                                [--envs N] [--obs features|rware] [--learner JSON] [--checkpoint-every N]
 """
 from __future__ import annotations
 
@@ -75,7 +82,22 @@ def main() -> None:
     ap.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
                     help="include an earlier run's results (DIR/results.json, DIR/curves.csv) in the tables and plot; "
                          "with --algos '' nothing new is trained")
+    ap.add_argument("--envs", type=int, default=None, help="train on this many batched floors (mappo, ippo)")
+    ap.add_argument("--obs", choices=("features", "rware"), default="features",
+                    help="observations (rware: rware's own vector; batched floors only)")
+    ap.add_argument("--learner", default="{}", help="learner hyperparameters as JSON")
+    ap.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between candidate checkpoints")
     args = ap.parse_args()
+    try:
+        learner_cfg = json.loads(args.learner)
+        assert isinstance(learner_cfg, dict)
+    except (ValueError, AssertionError):
+        ap.error(f"--learner: expected a JSON object, got {args.learner!r}")
+    if args.envs is not None and args.envs < 1:
+        ap.error(f"--envs must be at least 1, got {args.envs}")
+    if args.obs == "rware" and args.envs is None:
+        ap.error("--obs rware needs batched floors (--envs N)")
+    floors = {} if args.envs is None else {"floors": "batched", "n_envs": args.envs, "observations": args.obs}
     tasks = [t for t in args.tasks.split(",") if t]
     algos = [a for a in args.algos.split(",") if a]
     for d in args.also:
@@ -106,14 +128,18 @@ def main() -> None:
         for algo in algos:
             env = {**TASKS[task], "tempo": "tick", "reward": "individual"}
             learner, cfg = (algo[: -len("-gru")], {"recurrent": True}) if algo.endswith("-gru") else (algo, {})
+            cfg = {**cfg, **learner_cfg}
             t0 = time.perf_counter()
             try:
                 r = train(env, learner, args.steps, device=args.device, seed=args.seed, cfg=cfg,
                           out_dir=Path(tempfile.mkdtemp(prefix=f"{task}-{algo}-", dir=args.out)), store_path=store,
-                          progress=True, train_cfg={"shaping": args.shaping, "checkpoint_every": 50_000})
+                          progress=True, train_cfg={"shaping": args.shaping, "checkpoint_every": args.checkpoint_every,
+                                                    **floors})
             except ValueError as e:  # e.g. a learner not importable yet
                 console.print(f"[yellow]{task} {algo}: skipped ({e})[/]")
                 continue
+            if floors:
+                algo = f"{algo} [batched {args.obs}]"
             curve = curve_of(store, r["run_id"], "return")
             evals = curve_of(store, r["run_id"], "eval_return")
             for s, v in curve:
@@ -172,7 +198,7 @@ def main() -> None:
                         fontsize="small", color="grey")
             ax.set(title=task, xlabel="env steps", ylabel="deliveries per 500-step episode")
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.11), frameon=False)
+        fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), bbox_to_anchor=(0.5, -0.11), frameon=False)
         fig.savefig(args.out / "returns.png", dpi=120, bbox_inches="tight")
         console.print(f"plot: {args.out / 'returns.png'}")
     except ImportError:
