@@ -52,6 +52,13 @@ def test_same_seed_same_episodes_other_seed_other_episodes():
 
     assert torch.equal(run(4), run(4))
     assert not torch.equal(run(4), run(5))
+    # reset(seed) restarts the streams: a used env replays a fresh one's first episode
+    env = BatchedWarehouseEnv("tiny", 3, max_steps=5, n_envs=8, obs="rware", seed=0)
+    first = env.reset()[0]
+    for _ in range(12):
+        env.step(torch.zeros(8, 3, dtype=torch.long))
+    assert not torch.equal(env._observe(), first)
+    assert torch.equal(env.reset(seed=0)[0], first)
 
 
 def _sync(benv: BatchedWarehouseEnv, penv: WarehouseParallelEnv, floor: int) -> None:
@@ -124,6 +131,10 @@ def test_drop_in_for_the_numpy_vector_env():
 def test_refusals_name_what_is_wrong():
     with pytest.raises(ValueError, match="obs must be one of"):
         BatchedWarehouseEnv(obs="pixels")
+    with pytest.raises(ValueError, match="device"):
+        BatchedWarehouseEnv(device="abacus")
+    with pytest.raises(ValueError, match="n_floors"):
+        BatchedWarehouseEnv(n_envs=0)
     with pytest.raises(ValueError, match="tick tempo"):
         BatchedWarehouseEnv(tempo="event")
     with pytest.raises(ScenarioError, match="links"):

@@ -101,7 +101,10 @@ class BatchedWarehouseEnv:
             lay = layout if isinstance(layout, Layout) else Layout.from_ascii(layout, name="custom")
         self.layout = lay
         self.n_envs, self.n_agents, self.max_steps = int(n_envs), int(robots), int(max_steps)
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: CUDA is not available on this machine")
         self.obs_kind, self.seed = obs, int(seed)
@@ -159,9 +162,11 @@ class BatchedWarehouseEnv:
         return stage - d / H
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every floor starts a new episode (``seed`` replaces the streams' seed)."""
+        """Every floor starts a new episode; with ``seed``, the streams restart from that seed
+        (the same seed replays the same episodes)."""
         if seed is not None:
             self.seed = self.floor.seed = int(seed)
+            self.floor.episode.zero_()
         self.floor.reset()
         if self._features is not None:
             self._features.reset_tasks()
