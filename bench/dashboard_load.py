@@ -10,6 +10,9 @@ API until it holds 200 runs), then measures every page two ways and prints a tab
 - ``browser s``: headless Chromium opens the page by its path until its title, its charts and the
   end of the script run are on screen (Streamlit's status widget gone): time to interactive as a
   user sees it, after one warm-up visit of the server.
+
+And the Floor player on a 1-hour run of the small floor (event tempo, 7,200 frames): its data's
+size, the page's time to interactive, and the frames painted per second while it plays at 60x.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from dashboard_support import (SCENARIOS, ROBOTS_SWEEP, fill_store, partitioned_small, record,  # noqa: E402
+from dashboard_support import (ROBOTS_SWEEP, fill_store, partitioned_small, record,  # noqa: E402
                                record_sweep)
 
 PAGES = [("home", None, "desim dashboard", 0), ("runs", "runs", "Runs", 0), ("convergence", "convergence", "Convergence", 4),
@@ -143,6 +146,59 @@ def browser_times(store: Path) -> dict[str, float]:
         proc.wait(10)
 
 
+def floor_playback(store: Path) -> dict:
+    """The Floor page on the store's one run (a 1-hour small-floor run): load time, payload, fps."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "desim.app.cli", "dash", "--store", str(store), "--port", str(port)],
+                            cwd=ROOT, env=dict(os.environ, STREAMLIT_SERVER_FILE_WATCHER_TYPE="none"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(
+        executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver"))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the dashboard did not start") from None
+                time.sleep(0.3)
+        driver.get(f"http://127.0.0.1:{port}/")
+        WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.TAG_NAME, "h1"))
+        t0 = time.perf_counter()
+        driver.get(f"http://127.0.0.1:{port}/floor")
+        frame = WebDriverWait(driver, 120, poll_frequency=0.05).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "iframe"))[0]
+        driver.switch_to.frame(frame)
+        WebDriverWait(driver, 120, poll_frequency=0.05).until(lambda d: d.find_elements(By.ID, "floor")
+                                                              and d.find_element(By.ID, "frames").text not in ("", "0"))
+        loaded = time.perf_counter() - t0
+        frames = int(driver.find_element(By.ID, "frames").text)
+        size = len(driver.execute_script("return document.documentElement.outerHTML;"))
+        canvas = driver.find_element(By.ID, "floor")
+        driver.execute_script("document.getElementById('speed').value = '60';")
+        d0 = int(canvas.get_attribute("data-draws"))
+        driver.find_element(By.ID, "play").click()
+        t1 = time.perf_counter()
+        time.sleep(4.0)
+        d1, f1 = int(canvas.get_attribute("data-draws")), int(canvas.get_attribute("data-frame"))
+        fps = (d1 - d0) / (time.perf_counter() - t1)
+        return {"frames": frames, "html_kb": size / 1024, "load_s": loaded, "fps": fps, "frame_after_4s": f1}
+    finally:
+        driver.quit()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "desim-dashboard-load")
@@ -150,13 +206,14 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse the stores already in --out")
     args = ap.parse_args()
     out: Path = args.out
-    s18, s200 = out / "store-18.duckdb", out / "store-200.duckdb"
-    if not (args.reuse and s18.exists() and s200.exists()):
+    s18, s200, hour = out / "store-18.duckdb", out / "store-200.duckdb", out / "store-hour.duckdb"
+    if not (args.reuse and s18.exists() and s200.exists() and hour.exists()):
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         t0 = time.perf_counter()
         build_18(s18, out)
         build_200(s18, s200)
+        record(hour, "warehouse-small-event.toml", 1, 3600.0, "greedy")
         print(f"stores built in {time.perf_counter() - t0:.0f} s under {out}")
     from desim.store import Store
 
@@ -173,6 +230,11 @@ def main() -> None:
         print(f"{name:<9} {path:<12} {cold:>13.2f} {warm:>13.2f} {'' if b is None else f'{b:.2f}':>10}")
     worst = max(b for *_x, b in rows if b is not None) if not args.no_browser else max(r[2] for r in rows)
     print(f"\nslowest page: {worst:.2f} s ({'browser' if not args.no_browser else 'script, cold'}); goal: 3 s")
+    if not args.no_browser:
+        fp = floor_playback(hour)
+        print(f"\nFloor player, 1-hour small-floor run: {fp['frames']:,} frames, page {fp['html_kb']:.0f} KB, "
+              f"interactive in {fp['load_s']:.2f} s, {fp['fps']:.0f} frames painted per second at 60x "
+              f"(frame {fp['frame_after_4s']:,} after 4 s)")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ the small floor (7,200 frames) plays smoothly: robots glide between frames
 (linear interpolation of their cells), carried shelves ride on their robots,
 requested shelves and goals are coloured, and the contention heatmap is an
 optional layer. The page's ``#frame`` element and the canvas's
-``data-frame``/``data-positions`` attributes say which frame is drawn (the
-browser test reads them).
+``data-frame``/``data-positions``/``data-draws`` attributes say which frame is
+drawn and how many times the canvas was painted (the browser test and
+``bench/dashboard_load.py``, which measures the frame rate, read them).
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ const scrub = document.getElementById("scrub"), clock = document.getElementById(
 const T = D.t, N = T.length, end = Math.max(D.end, N ? T[N - 1] : 0);
 scrub.max = end; document.getElementById("frames").textContent = N;
 const heatMax = Math.max(1, ...D.heat);
-let now = 0, playing = false, last = null, shelves = D.shelf0.slice(), applied = 0;
+let now = 0, playing = false, last = null, shelves = D.shelf0.slice(), applied = 0, draws = 0;
 function frameAt(t) { let lo = 0, hi = N - 1; if (!N || t < T[0]) return 0;
   while (lo < hi) { const m = (lo + hi + 1) >> 1; if (T[m] <= t) lo = m; else hi = m - 1; } return lo; }
 function shelvesAt(t) { if (applied > 0 && D.shelfEv[applied - 1][0] > t) { shelves = D.shelf0.slice(); applied = 0; }
@@ -123,7 +124,7 @@ function draw() {
     g.strokeStyle = "#fff"; g.lineWidth = 2; g.stroke();
   }
   document.getElementById("frame").textContent = N ? k + 1 : 0;
-  cv.dataset.frame = k; cv.dataset.positions = JSON.stringify(pos);
+  cv.dataset.frame = k; cv.dataset.positions = JSON.stringify(pos); cv.dataset.draws = ++draws;
   clock.textContent = now.toFixed(1) + " s of " + end.toFixed(0) + " s"; scrub.value = now;
 }
 function tick(ts) { if (!playing) return; if (last !== null) now += (ts - last) / 1000 * +document.getElementById("speed").value;
