@@ -114,6 +114,17 @@ def test_stale_replicas_make_the_primary_refuse_reservations_and_the_order_tries
     assert p["max_staleness"] > 30.0 and p["rounds"] > s["orders"]["created"]  # refused rounds were tried again
 
 
+def test_read_your_writes_spares_the_pipeline_its_own_stale_reads():
+    """The only writer that takes stock away is the pipeline itself, so reading its own writes leaves
+    stale reads only of restocks (which under-count): fewer stale reads, no refused reservation."""
+    stale = {'lag = { dist = "lognormal", mean = 0.5, jitter = 0.3 }': 'lag = { dist = "lognormal", mean = 60.0, jitter = 20.0 }'}
+    off = run(with_(**stale), 1, 1200.0).summary["pipeline"]
+    on = run(with_(**stale, **{"heartbeat = 1.0": "heartbeat = 1.0\nread_your_writes = true"}), 1, 1200.0).summary
+    conserved(on)
+    assert on["pipeline"]["stale_reads"] < off["stale_reads"]
+    assert on["pipeline"]["reserve_failures"].get("insufficient", 0) == 0 < off["reserve_failures"]["insufficient"]
+
+
 @pytest.mark.parametrize("guard", [True, False])
 def test_smuggled_instructions_reach_a_gullible_agent_only_without_the_guard(guard):
     extra = FAULTS["corrupt"].replace('rate = 0.5', 'rate = 0.5\npayload = "injection"\ntool = "inventory_lookup"')
