@@ -262,14 +262,14 @@ def _arm_data(base: dict, arm: Arm) -> dict:
     return data
 
 
-def _run_one(data: dict, file: str, base_dir: Path, seed: int, until: float) -> tuple[Figures, str]:
-    """Validate and run one arm; its figures, or an exception's one line as the error."""
+def _run_one(data: dict, file: str, base_dir: Path, seed: int, until: float) -> Figures:
+    """Validate and run one arm: its summary and its guard table's rows."""
     sc = validate(data, file, base_dir)
     res = run(sc, seed, until, file=file)
     tables = res.model.tables() if res.model is not None and hasattr(res.model, "tables") else {}
     g = tables.get("guard") or {}
     rows = [dict(zip(g, vals)) for vals in zip(*g.values())] if g else []
-    return Figures(res.summary, rows), ""
+    return Figures(res.summary, rows)
 
 
 def load_base(path: str | Path) -> tuple[dict, str, Path, Any]:
@@ -409,8 +409,8 @@ def run_suite(path: str | Path, *, suite: str = "faults", guard: str = "on", see
             case.change(data, ctx)
             window = (ctx.at, min(until, ctx.at + ctx.duration))
         try:
-            f, _ = _run_one(data, file, base_dir, seed, until)
-        except ScenarioError:
+            f = _run_one(data, file, base_dir, seed, until)
+        except ScenarioError:  # a case that makes the scenario invalid: the suite's bug, said in one line
             raise
         except Exception as e:  # a case that crashes the model is a failed case, not a crashed suite
             f, error = Figures({}), " ".join(f"{type(e).__name__}: {e}".split())[:300]
@@ -421,8 +421,8 @@ def run_suite(path: str | Path, *, suite: str = "faults", guard: str = "on", see
         results.append(row)
         if keep_rows:
             for r in f.guard_rows:
-                if r["decision"] in ("allowed", "pass", "direct") and arm.guard:
-                    continue  # the routine ones: counted in the summary, not needed over time
+                if r["decision"] in ("allowed", "pass") or (r["decision"] == "direct" and not r["reason"]):
+                    continue  # the routine ones (calls that went through): counted in the summary
                 guard_rows.append({"case": row["case"], "arm": arm.name, "t": r["t"], "agent": r["agent"],
                                    "tool": r["tool"], "decision": r["decision"], "reason": r["reason"],
                                    "delay": r["delay"], "breaker": r["breaker"]})
