@@ -143,7 +143,6 @@ class FeatureObs:
         Works on the request slots ``(E, Q)``, not on all shelves: a request is free when no robot
         goes for it or carries it."""
         f = self.floor
-        E = f.n_floors
         tasks, carry, queue = self.tasks, f.carry, f.queue
         qcell = f.shelf_cell.gather(1, queue)  # (E, Q) cell of each requested shelf
         qx, qy = self.cx[qcell], self.cy[qcell]
@@ -178,7 +177,7 @@ class FeatureObs:
     def _plan(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``navigation.plan`` for every robot: (map index or -1 for none, toggle on arrival, loaded)."""
         f = self.floor
-        E, n, C, S = f.n_floors, f.n_agents, f.n_cells, f.n_shelves
+        E, n, C = f.n_floors, f.n_agents, f.n_cells
         cell, carry = f.cell, f.carry
         loaded = carry >= 0
         carried_requested = self._requested(carry)

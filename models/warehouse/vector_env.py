@@ -26,8 +26,6 @@ one line naming it.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from desim.models.warehouse import scenario as wh_scenario
