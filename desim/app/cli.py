@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from desim.app import eval as E
 from desim.app.recording import record_run
 from desim.app.runner import prepare as plan_of, run as run_scenario
 from desim.app.scenario import ScenarioError, load
@@ -382,8 +383,6 @@ def eval_(
 
     Exit code 1 when a case fails (an order lost, unbounded retries, a run that did not end, or a
     safeguard that did not fire as expected)."""
-    from desim.app import eval as E  # lazy: the suite is one command's
-
     if until is not None and not math.isfinite(until):
         fail("--until: must be a finite number")
     st = None if no_store else _store(store, must_exist=False)

@@ -42,7 +42,6 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 
 from desim.app.runner import prepare, run
-from desim.app.sweep import set_path
 from desim.scenario import ScenarioError, validate
 from desim.store import declare_table
 
@@ -133,6 +132,14 @@ class Figures:
 
     def fault(self, kind: str) -> int:
         return int(self.get("pipeline.tool_faults", {}).get(kind, 0))
+
+
+def set_path(data: dict, path: str, value: Any) -> None:
+    """Set ``data``'s field at the dotted ``path`` (``guard.retry.max_retries``), creating tables on the way."""
+    *head, last = path.split(".")
+    for part in head:
+        data = data.setdefault(part, {})
+    data[last] = value
 
 
 def _tool_fault(data: dict, ctx: Ctx, **f) -> None:
