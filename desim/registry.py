@@ -120,13 +120,15 @@ class SectionSpec:
 
     ``many``: the table is an array (``[[traffic]]``), validated as a list of
     ``model``; ``default``: the value when the file leaves the table out
-    (``None``: the section is optional and absent)."""
+    (``None``: the section is optional and absent); ``requires``: the section
+    this one needs (the wiring refuses a file that has this one without it)."""
 
     model: type
     default: Any = None
     many: bool = False
     owner: str = ""
     description: str = ""
+    requires: str = ""  # a section this one means nothing without (e.g. "warehouse"): refused when that is absent
 
 
 @dataclass(frozen=True)

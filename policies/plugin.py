@@ -84,4 +84,5 @@ def register() -> None:
     for name, target in LEARNERS.items():
         policies.register(name, PolicyEntry("learner", target=target, description=f"learner {target}"))
     sections.register("train", SectionSpec(TrainConfig, owner="desim.policies",
-                                           description="training settings for `desim train`; [train.<algo>] tables"))
+                                           description="training settings for `desim train`; [train.<algo>] tables",
+                                           requires="warehouse"))

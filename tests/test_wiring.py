@@ -98,3 +98,22 @@ def test_an_unknown_section_is_one_line():
     with pytest.raises(kernel_scenario.ScenarioError) as e:
         kernel_scenario.parse('name = "x"\n[warehose]\nrobots = 2\n', "f.toml")
     assert str(e.value) == "f.toml: warehose: unknown field"
+
+
+# sections that work on a model, with a smallest valid body (the test fails on a new one it does not know)
+REQUIRING = {"pipeline": "[pipeline]\n", "inventory": "[inventory]\n", "tools": "[tools]\n", "train": "[train]\n",
+             "tool_faults": '[[tool_faults]]\nat = 1.0\nduration = 2.0\ntool = "price_check"\nkind = "error_500"\n'}
+
+
+def test_a_section_without_the_model_it_works_on_is_refused_not_ignored():
+    """The class of bug: a network-only file with [pipeline] (or any section that needs a model)
+    ran as if the section were not there."""
+    requiring = {name for name, sec in registry.sections.items() if sec.requires}
+    assert requiring == set(REQUIRING), "give the new section a smallest body in REQUIRING"
+    base = 'name = "net"\nuntil = 5.0\n[topology]\nkind = "star"\n'
+    for name, body in REQUIRING.items():
+        sc = kernel_scenario.parse(base + body, "f.toml")
+        with pytest.raises(kernel_scenario.ScenarioError) as e:
+            runner.prepare(sc, "f.toml")
+        assert str(e.value) == f"f.toml: {name}: needs a [{registry.sections.get(name).requires}] section (it works on that model)"
+    runner.prepare(kernel_scenario.parse(base, "f.toml"), "f.toml")  # without them it runs

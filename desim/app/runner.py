@@ -30,7 +30,7 @@ import os
 from desim.network.config import attach, build_graph, check_graph, check_wiring, events as network_events, start_traffic
 from desim.network.flows import Flow
 from desim.policies.spec import check_brain, make_brain
-from desim.registry import ModelSpec, models
+from desim.registry import ModelSpec, models, sections
 from desim.rng import RngStreams
 from desim.scenario import ScenarioBase, ScenarioError
 
@@ -91,12 +91,21 @@ def model_of(sc: ScenarioBase, file: str = "<scenario>") -> ModelSpec | None:
     return found[0] if found else None
 
 
+def check_requires(sc: ScenarioBase, file: str = "<scenario>") -> None:
+    """A section written without the section it works on (``[pipeline]`` in a network-only file) is an
+    error, not silently ignored."""
+    for name, sec in sections.items():
+        if sec.requires and getattr(sc, name, None) not in (None, []) and getattr(sc, sec.requires, None) is None:
+            raise ScenarioError(file, name, f"needs a [{sec.requires}] section (it works on that model)")
+
+
 def prepare(sc: ScenarioBase, file: str = "<scenario>") -> Plan:
     """Check a scenario against its graph, once: a scenario that was prepared before returns its plan."""
     cached = sc._plan
     if cached is not None and cached[0] == id(sc):
         return cached[1]
     spec = model_of(sc, file)
+    check_requires(sc, file)
     g = spec.topology(sc, file) if spec is not None and spec.topology is not None else build_graph(sc.topology, file)
     check_graph(g, file)
     flows = check_wiring(sc, g, file)

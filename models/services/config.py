@@ -157,6 +157,6 @@ def rate(sc, orders_per_second: float) -> float:
 
 def register() -> None:
     owner = "desim.models.services"
-    sections.register("inventory", SectionSpec(InventoryCfg, owner=owner, description="the inventory database: primary, replicas, locks"))
-    sections.register("tools", SectionSpec(ToolsCfg, owner=owner, description="tool services: latency, rate limits, restock lead time"))
-    sections.register("tool_faults", SectionSpec(ToolFaultCfg, many=True, owner=owner, description="the tool fault schedule"))
+    sections.register("inventory", SectionSpec(InventoryCfg, owner=owner, description="the inventory database: primary, replicas, locks", requires="warehouse"))
+    sections.register("tools", SectionSpec(ToolsCfg, owner=owner, description="tool services: latency, rate limits, restock lead time", requires="warehouse"))
+    sections.register("tool_faults", SectionSpec(ToolFaultCfg, many=True, owner=owner, description="the tool fault schedule", requires="warehouse"))

@@ -147,6 +147,7 @@ def register() -> None:
                                                description="the warehouse model (rware rules, two tempos)"))
     services.register()
     sections.register("pipeline", SectionSpec(PipelineCfg, owner="desim.models.warehouse",
-                                              description="the warehouse's order pipeline and procurement agent"))
+                                              description="the warehouse's order pipeline and procurement agent",
+                                              requires="warehouse"))
     models.register("warehouse", ModelSpec("warehouse", build=build, check=check, topology=topology, brain_field="brain",
                                            rate=rate, description="robots on an rware-rules floor"))
