@@ -41,14 +41,25 @@ Modules: :mod:`.core` (Guard, Sandbox, AllowRules, Response, ToolSpec, Outcome, 
 :mod:`.breaker`, :mod:`.config` (the ``[guard]`` section), :mod:`.tables` (the ``guard`` store table;
 import it where the model's tables are declared).
 """
+from importlib import import_module
+
 from desim.guard.backoff import Backoff, delay as backoff_delay
 from desim.guard.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from desim.guard.config import GuardCfg, register
-from desim.guard.core import (COLUMNS, DECISIONS, AllowRules, Guard, GuardLog, Outcome, Response, Sandbox,
-                              ToolSpec)
 from desim.guard.sanitize import (REJECT_CLASSES, Limits, Payload, Rejected, all_of, near, plain_copy, sanitize,
                                   smuggling, within)
+
+# The call machinery (desim.guard.core) is imported on first use (PEP 562): it declares the store's
+# ``guard`` table, and loading the [guard] section (at every scenario parse) needs none of it.
+# (``sanitize`` above is the function; the module of the same name is ``desim.guard.sanitize``.)
+_CORE = ("COLUMNS", "DECISIONS", "AllowRules", "Guard", "GuardLog", "Outcome", "Response", "Sandbox", "ToolSpec")
 
 __all__ = ["AllowRules", "Backoff", "Breaker", "CLOSED", "COLUMNS", "DECISIONS", "Guard", "GuardCfg", "GuardLog",
            "HALF_OPEN", "Limits", "OPEN", "Outcome", "Payload", "REJECT_CLASSES", "Rejected", "Response", "Sandbox",
            "ToolSpec", "all_of", "backoff_delay", "near", "plain_copy", "register", "sanitize", "smuggling", "within"]
+
+
+def __getattr__(name: str):
+    if name in _CORE:
+        return getattr(import_module("desim.guard.core"), name)
+    raise AttributeError(f"module 'desim.guard' has no attribute {name!r}")

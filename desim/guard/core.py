@@ -53,6 +53,7 @@ from desim.guard.backoff import Backoff
 from desim.guard.breaker import Breaker
 from desim.guard.config import GuardCfg
 from desim.guard.sanitize import Plausibility, Rejected, sanitize
+from desim.guard.tables import GUARD  # noqa: F401  (a model using the guard has its store table declared)
 from desim.rng import RngStreams
 
 COLUMNS = ("t", "call", "agent", "role", "tool", "state", "decision", "reason", "attempt", "delay", "breaker", "latency")
