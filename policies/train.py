@@ -241,8 +241,8 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
             raise ValueError(f"batched floors train {' and '.join(BATCHED_ALGOS)}; {algo} trains on simulated floors "
                              '([train] floors = "simulated", without --envs)')
         env_kwargs.update(floors="batched", observations=tc.observations)
-    if dev.type == "cpu" and (tc.torch_threads > 0 and not (batched and "torch_threads" not in written)):
-        torch.set_num_threads(tc.torch_threads)  # batched floors use every core unless told otherwise
+    if dev.type == "cpu" and tc.torch_threads > 0:
+        torch.set_num_threads(tc.torch_threads)
 
     # potential-based shaping lives in the env; its finished_returns stay unshaped
     try:
