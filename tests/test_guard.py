@@ -188,6 +188,29 @@ def test_an_open_breaker_short_circuits_calls_without_touching_the_tool():
     assert [d for d in decisions(g) if d.startswith("breaker")] == ["breaker_open", "breaker_half_open", "breaker_closed"]
 
 
+def test_a_guard_failure_mid_probe_does_not_leave_the_breaker_stuck_half_open():
+    """If recording a probe's failure raises (a broken record callback), the probe still counts as a failure:
+    the breaker re-opens and half-opens again later instead of refusing every call for ever."""
+    env = simpy.Environment()
+    rows: list = []
+
+    def record(row):
+        if row["decision"] == "error" and row["breaker"] == HALF_OPEN and not rows:
+            rows.append("raised")
+            raise RuntimeError("the store is gone")
+
+    g = Guard(env, cfg(**{"breaker.failure_threshold": 1, "breaker.cooldown": 1.0, "retry.max_retries": 0}),
+              streams=RngStreams(0), record=record)
+    g.add_tool(ToolSpec("stock", schema=Stock))
+    tool = Tool(env, script=[Response(500), Response(500)], latency=0.0)
+    outs = run_calls(g, "a", "stock", tool, n=4, gap=1.5)
+    env.run()
+    assert rows == ["raised"]
+    assert [o.decision for o in outs] == ["give_up", "error", "pass", "pass"]
+    assert "guard error: RuntimeError: the store is gone" in outs[1].reason
+    assert tool.calls == 4
+
+
 # -- backoff ---------------------------------------------------------------------------------------
 @settings(max_examples=300, deadline=None)
 @given(kind=st.sampled_from(["none", "full", "equal", "decorrelated"]), attempt=st.integers(0, 2000),

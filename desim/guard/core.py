@@ -307,24 +307,31 @@ class Guard:
                                     f"breaker open for {tool!r}" + (f" (last: {box.last_reason})" if attempts else ""),
                                     t0, attempts, retries, status)
             attempts += 1
-            status, payload, retry_after, failure = yield from self._attempt(spec, invoke, req)
-            kind = "error"
-            if failure is None and not 200 <= status < 300:
-                failure = f"status {status}"
-            if failure is None:
-                try:
-                    value = sanitize(payload, spec.schema, self.limits, spec.plausible, context)
-                except Rejected as r:
-                    kind, failure = "reject", str(r)
-                except Exception as e:  # a rule that raised: the payload is not trusted
-                    kind, failure = "reject", f"invalid: plausibility rule raised {_describe(e)}"
-                else:
-                    breaker.success(env.now)
-                    self._row(cid, box, tool, state, "pass", "", attempt=attempts, latency=env.now - t0)
-                    return Outcome(True, value, False, "", "pass", attempts, retries, status, t0, env.now - t0)
-            box.last_reason = failure
-            self._row(cid, box, tool, state, kind, failure, attempt=attempts)
-            breaker.failure(env.now, failure)
+            reported = False  # the breaker admitted this attempt: it must hear how it ended, whatever happens
+            try:
+                status, payload, retry_after, failure = yield from self._attempt(spec, invoke, req)
+                kind = "error"
+                if failure is None and not 200 <= status < 300:
+                    failure = f"status {status}"
+                if failure is None:
+                    try:
+                        value = sanitize(payload, spec.schema, self.limits, spec.plausible, context)
+                    except Rejected as r:
+                        kind, failure = "reject", str(r)
+                    except Exception as e:  # a rule that raised: the payload is not trusted
+                        kind, failure = "reject", f"invalid: plausibility rule raised {_describe(e)}"
+                    else:
+                        breaker.success(env.now)
+                        reported = True
+                        self._row(cid, box, tool, state, "pass", "", attempt=attempts, latency=env.now - t0)
+                        return Outcome(True, value, False, "", "pass", attempts, retries, status, t0, env.now - t0)
+                box.last_reason = failure
+                self._row(cid, box, tool, state, kind, failure, attempt=attempts)
+                reported = True
+                breaker.failure(env.now, failure)
+            finally:
+                if not reported:  # the guard itself failed mid-attempt: a half-open probe slot must not leak
+                    breaker.failure(env.now, "the attempt ended without an outcome")
             if not self._retryable(spec, status, failure):
                 why = f"not retried: {failure}"
             elif retries >= rc.max_retries:
