@@ -96,6 +96,11 @@ def breaker_steps(rows: pd.DataFrame, t_end: float) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["tool", "t", "state", "level"])
 
 
+def _height(plot: int, legend_rows: int) -> int:
+    """Streamlit fits a chart, legend included, into its height: add the legend's rows to keep the plot's."""
+    return plot + 70 + 20 * legend_rows
+
+
 def _window_layer(window: pd.DataFrame, t_end: float) -> list:
     if window.empty:
         return []
@@ -110,7 +115,8 @@ def decisions_chart(bins: pd.DataFrame, window: pd.DataFrame, t_end: float, titl
         x=x, y=alt.Y("count:Q", title=f"decisions per {BIN_S:g} s", stack=True),
         color=alt.Color("what:N", scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(title=None, orient="bottom", columns=2)),
         tooltip=["what:N", alt.Tooltip("t:Q", format=".0f"), "count:Q"])
-    return alt.layer(*_window_layer(window, t_end), bars).properties(height=260, title=title)
+    rows = -(-bins["what"].nunique() // 2) if not bins.empty else 0
+    return alt.layer(*_window_layer(window, t_end), bars).properties(height=_height(180, rows), title=title)
 
 
 def breaker_chart(steps: pd.DataFrame, quarantines: pd.DataFrame, window: pd.DataFrame, t_end: float,
@@ -121,14 +127,15 @@ def breaker_chart(steps: pd.DataFrame, quarantines: pd.DataFrame, window: pd.Dat
         layers.append(alt.Chart(steps).mark_line(interpolate="step-after", strokeWidth=2).encode(
             x=x, y=alt.Y("level:Q", title="breaker", scale=alt.Scale(domain=[0, 2]),
                          axis=alt.Axis(values=[0, 1, 2], labelExpr="['closed', 'half-open', 'open'][datum.value]")),
-            color=alt.Color("tool:N", legend=alt.Legend(title=None, orient="bottom")),
+            color=alt.Color("tool:N", legend=alt.Legend(title=None, orient="bottom", columns=1)),
             tooltip=["tool:N", "state:N", alt.Tooltip("t:Q", format=".1f")]))
     if not quarantines.empty:
         layers.append(alt.Chart(quarantines).mark_rule(color="black", strokeDash=[4, 3]).encode(
             x=x, tooltip=["agent:N", alt.Tooltip("t:Q", format=".1f"), "reason:N"]))
     if not layers:
         layers = [alt.Chart(pd.DataFrame({"t": [0.0]})).mark_point(opacity=0).encode(x=x)]
-    return alt.layer(*layers).properties(height=180, title=title)
+    tools = steps["tool"].nunique() if not steps.empty else 0
+    return alt.layer(*layers).properties(height=_height(150, tools), title=title)
 
 
 # --------------------------------------------------------------------------- the page
@@ -188,8 +195,9 @@ names = [c for c in dict.fromkeys(cases["case"]) if c != "baseline"] or ["baseli
 case = st.selectbox("Case", names, key="faults_case",
                     format_func=lambda c: f"{c}: {cases[cases['case'] == c]['what'].iloc[0]}")
 window = windows[windows["case"] == case] if not windows.empty else windows
-cols = st.columns(len(arms))
-for col, arm in zip(cols, arms):
+case_arms = [a for a in arms if a in set(cases[cases["case"] == case]["arm"])]  # the arms this case ran in
+cols = st.columns(len(case_arms))
+for col, arm in zip(cols, case_arms):
     rows = guard_rows[(guard_rows["case"] == case) & (guard_rows["arm"] == arm)] if not guard_rows.empty else guard_rows
     with col:
         st.markdown(f"**{arm}**")
