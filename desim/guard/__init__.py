@@ -38,8 +38,8 @@ that call only. The returned process never fails: its value is an :class:`Outcom
 
 Modules: :mod:`.core` (Guard, Sandbox, AllowRules, Response, ToolSpec, Outcome, GuardLog),
 :mod:`.sanitize` (the four gates; Payload, Limits, near/within/all_of), :mod:`.backoff`,
-:mod:`.breaker`, :mod:`.config` (the ``[guard]`` section), :mod:`.tables` (the ``guard`` store table;
-import it where the model's tables are declared).
+:mod:`.breaker`, :mod:`.config` (the ``[guard]`` section), :mod:`.tables` (the ``guard`` store table,
+declared whenever :mod:`.core` is imported).
 """
 from importlib import import_module
 
