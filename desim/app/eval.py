@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 
 from desim.app.runner import prepare, run
+from desim.guard.config import GuardCfg
 from desim.scenario import ScenarioError, validate
 from desim.store import declare_table
 
@@ -323,9 +324,8 @@ def plan(cases: Iterable[str] | None, guard: str) -> list[tuple[Case | None, Arm
 
 def _retry_bound(f: Figures, data: dict) -> int:
     """The most retries the guard may make: per call, and by the tools' retry tokens."""
-    g = data.get("guard", {})
-    r = g.get("retry", {})
-    max_retries, ratio, burst = r.get("max_retries", 3), r.get("ratio", 0.2), r.get("burst", 20.0)
+    r = GuardCfg.model_validate(data.get("guard", {})).retry  # the section's own defaults
+    max_retries, ratio, burst = r.max_retries, r.ratio, r.burst
     calls = f.g("allowed")
     tools = max(1, len({row["tool"] for row in f.guard_rows}))
     return int(min(max_retries * calls, math.floor(ratio * calls + burst * tools)))
