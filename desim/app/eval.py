@@ -454,6 +454,6 @@ def record(store, sc, path: str | Path, results: list[dict], guard_rows: list[di
             h.append("eval_guard", guard_rows)
         if windows:
             h.append("eval_windows", windows)
-        h.summary.update({"suite": "faults", "cases": len({r["case"] for r in results}), "arms": len(results),
+        h.summary.update({"suite": "faults", "cases": len({r["case"] for r in results} - {BASELINE}), "arms": len(results),
                           "passed": passed, "failed": len(results) - passed})
         return h.run_id
