@@ -211,6 +211,19 @@ def test_a_guard_failure_mid_probe_does_not_leave_the_breaker_stuck_half_open():
     assert tool.calls == 4
 
 
+def test_a_broken_record_callback_still_gives_every_call_an_outcome():
+    env = simpy.Environment()
+
+    def record(row):
+        raise OSError("disk full")
+
+    g = Guard(env, cfg(), rules=RULES, streams=RngStreams(0), record=record)
+    g.add_tool(ToolSpec("stock", schema=Stock, fallback={"qty": 0}))
+    outs = run_calls(g, "a", "stock", Tool(env), n=3, role="picker", state="lookup")
+    env.run()  # no exception reaches the simulation
+    assert len(outs) == 3 and all(not o.ok and o.decision == "error" and "disk full" in o.reason for o in outs)
+
+
 # -- backoff ---------------------------------------------------------------------------------------
 @settings(max_examples=300, deadline=None)
 @given(kind=st.sampled_from(["none", "full", "equal", "decorrelated"]), attempt=st.integers(0, 2000),

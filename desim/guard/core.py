@@ -260,7 +260,11 @@ class Guard:
                 out = yield from self._guarded(cid, box, tool, state, invoke, request, context, t0)
         except Exception as e:  # the guard's own failure is this call's failure, never the controller's
             why = f"guard error: {_describe(e)}"
-            out = self._fallback(cid, box, tool, state, request, why, "error", 0, 0, None, t0)
+            try:
+                out = self._fallback(cid, box, tool, state, request, why, "error", 0, 0, None, t0)
+            except Exception as again:  # even the safe default or its row failed: no value, but still an outcome
+                out = Outcome(False, None, True, f"{why}; then {_describe(again)}", "error", 0, 0, None, t0,
+                              self.env.now - t0)
         if not out.ok:
             box.failures += 1
             box.last_reason = out.reason
