@@ -26,9 +26,8 @@ UNTIL = 600.0
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("faults") / "store.duckdb"
-    results, rows, windows, sc = E.run_suite(SCENARIO, guard="both", until=UNTIL,
-                                             cases=["500_storm", "kill_switch"])
-    rid = E.record(Store(path), sc, SCENARIO, results, rows, windows, guard="both", seed=sc.seed, until=UNTIL)
+    results, _rows, _windows, _sc, rid = E.run_suite(SCENARIO, guard="both", until=UNTIL,
+                                                     cases=["500_storm", "kill_switch"], store=Store(path))
     old = os.environ.get("DESIM_STORE")
     os.environ["DESIM_STORE"] = str(path)
     yield path, rid, results

@@ -28,8 +28,8 @@ def server(tmp_path_factory):
     store = tmp / "store.duckdb"
     until = 1800.0 if os.environ.get("DESIM_SCREENSHOTS") else 600.0
     cases = None if os.environ.get("DESIM_SCREENSHOTS") else ["500_storm", "kill_switch"]
-    results, rows, windows, sc = E.run_suite(SCENARIO, guard="both", until=until, cases=cases)
-    rid = E.record(Store(store), sc, SCENARIO, results, rows, windows, guard="both", seed=sc.seed, until=until)
+    results, _rows, _windows, _sc, rid = E.run_suite(SCENARIO, guard="both", until=until, cases=cases,
+                                                     store=Store(store))
     port = _free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1", STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
     log = open(tmp / "server.log", "wb")

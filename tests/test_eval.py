@@ -66,6 +66,23 @@ def test_eval_json_guard_both_measures_the_guard(tmp_path):
     assert all(w["start"] == 150.0 and w["end"] == 390.0 for w in windows)
 
 
+def test_an_interrupted_suite_is_recorded_as_interrupted_never_complete(tmp_path, monkeypatch):
+    real, calls = E._run_one, []
+
+    def run_one(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(E, "_run_one", run_one)
+    st = Store(tmp_path / "s.duckdb")
+    with pytest.raises(KeyboardInterrupt):
+        E.run_suite(SCENARIO, until=120, cases=["kill_switch"], store=st)
+    (row,) = st.list_runs(kind="eval")
+    assert row["status"] == "interrupted" and row["config"]["cases"] == ["kill_switch"]
+
+
 def test_a_safeguard_that_does_not_fire_fails_the_case_with_exit_1(tmp_path):
     """A breaker that can never open (threshold 10000) cannot pass the 500 storm."""
     data = json.loads(json.dumps(BASE))

@@ -388,22 +388,18 @@ def eval_(
     st = None if no_store else _store(store, must_exist=False)
     bar = _EvalBar(enabled=not json_out and sys.stderr.isatty())
     try:
-        results, guard_rows, windows, sc = E.run_suite(scenario, suite=suite.value, guard=guard.value, seed=seed,
-                                                       until=until, cases=case, progress=bar.update, keep_rows=st is not None)
+        results, _rows, _windows, sc, run_id = E.run_suite(scenario, suite=suite.value, guard=guard.value, seed=seed,
+                                                           until=until, cases=case, progress=bar.update, store=st)
     except ScenarioError as e:
+        bar.close()
+        fail(str(e))
+    except StoreError as e:
         bar.close()
         fail(str(e))
     except KeyboardInterrupt:
         bar.close()
-        fail("interrupted: nothing was recorded", 130)
+        fail("interrupted" + (": the suite's run is marked interrupted in the store" if st is not None else ""), 130)
     bar.close()
-    run_id = None
-    if st is not None:
-        try:
-            run_id = E.record(st, sc, scenario, results, guard_rows, windows, guard=guard.value,
-                              seed=sc.seed if seed is None else seed, until=sc.until if until is None else until)
-        except StoreError as e:
-            fail(str(e))
     if json_out:
         sys.stdout.write(json.dumps(results, default=float) + "\n")
     else:

@@ -25,9 +25,9 @@ off as well (``[guard] enabled = false``), each against its own baseline; cases 
   orders completed / failed / pending / lost, and the harm a fault did (unauthorized restocks
   executed, orders at a wrong price).
 
-:func:`run_suite` returns one result dict per (case, arm), each with ``passed``; :func:`record`
-writes them to the store as an ``eval`` run (tables ``eval_cases``, ``eval_guard``: every guard
-decision of every arm, ``eval_windows``: each case's fault window).
+:func:`run_suite` returns one result dict per (case, arm), each with ``passed``, and, given a store,
+records them as one ``eval`` run (tables ``eval_cases``, ``eval_guard``: the guard's decisions in
+every arm, those that are not a call going through; ``eval_windows``: each case's fault window).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import pyarrow as pa
 
@@ -381,11 +381,21 @@ def evaluate(case: Case | None, arm: Arm, f: Figures, base: Figures | None, data
     }
 
 
+class Suite(NamedTuple):
+    """What :func:`run_suite` gives back."""
+
+    results: list[dict]  # one row per (case, arm), each with ``passed``
+    guard_rows: list[dict]  # the guard's decisions in every arm (what went wrong: see ``run_suite``)
+    windows: list[dict]  # each case's fault window
+    scenario: Any  # the base scenario, validated
+    run_id: str | None  # the store's eval run, when one was given
+
+
 def run_suite(path: str | Path, *, suite: str = "faults", guard: str = "on", seed: int | None = None,
               until: float | None = None, cases: Iterable[str] | None = None,
-              progress: Callable[[int, int, str], None] | None = None,
-              keep_rows: bool = True) -> tuple[list[dict], list[dict], list[dict], Any]:
-    """Run the suite: (result rows, guard decision rows, fault windows, the base scenario).
+              progress: Callable[[int, int, str], None] | None = None, store=None) -> Suite:
+    """Run the suite, and with ``store`` record it there as one ``eval`` run (begun before the first
+    case, so a crash or a Ctrl-C leaves it failed or interrupted, never complete).
 
     ``guard``: on | off | both; ``seed`` / ``until``: override the scenario's (every arm shares them);
     ``cases``: a subset by name. ScenarioError (one line) for a bad scenario, case name or value."""
@@ -403,6 +413,18 @@ def run_suite(path: str | Path, *, suite: str = "faults", guard: str = "on", see
     until = sc.until if until is None else float(until)
     ctx = _ctx(base, sc, until, file)
     todo = plan(cases, guard)
+    if store is None:
+        return Suite(*_run_all(todo, base, file, base_dir, seed, until, ctx, progress), sc, None)
+    config = {"suite": suite, "guard": guard, "until": until,
+              "cases": list(dict.fromkeys(c.name for c, _ in todo if c is not None))}
+    with store.run("eval", scenario=sc.name, scenario_text=Path(path).read_text(), seed=seed, config=config) as h:
+        results, guard_rows, windows = _run_all(todo, base, file, base_dir, seed, until, ctx, progress)
+        _write(h, results, guard_rows, windows)
+        return Suite(results, guard_rows, windows, sc, h.run_id)
+
+
+def _run_all(todo, base: dict, file: str, base_dir: Path, seed: int, until: float, ctx: Ctx, progress):
+    """Every (case, arm) of ``todo`` in order: (result rows, guard rows, windows)."""
     results, guard_rows, windows = [], [], []
     baselines: dict[tuple[bool, bool], Figures] = {}
     for i, (case, arm) in enumerate(todo):
@@ -426,34 +448,28 @@ def run_suite(path: str | Path, *, suite: str = "faults", guard: str = "on", see
         b = baselines.get((arm.guard, arm.belief))
         row = evaluate(case, arm, f, b, data, until, error, window)
         results.append(row)
-        if keep_rows:
-            for r in f.guard_rows:
-                if r["decision"] in ("allowed", "pass") or (r["decision"] == "direct" and not r["reason"]):
-                    continue  # the routine ones (calls that went through): counted in the summary
-                guard_rows.append({"case": row["case"], "arm": arm.name, "t": r["t"], "agent": r["agent"],
-                                   "tool": r["tool"], "decision": r["decision"], "reason": r["reason"],
-                                   "delay": r["delay"], "breaker": r["breaker"]})
+        for r in f.guard_rows:
+            if r["decision"] in ("allowed", "pass") or (r["decision"] == "direct" and not r["reason"]):
+                continue  # the routine ones (calls that went through): counted in the summary
+            guard_rows.append({"case": row["case"], "arm": arm.name, "t": r["t"], "agent": r["agent"],
+                               "tool": r["tool"], "decision": r["decision"], "reason": r["reason"],
+                               "delay": r["delay"], "breaker": r["breaker"]})
         if case is not None and window and not any(w["case"] == case.name for w in windows):
             windows.append({"case": case.name, "start": window[0], "end": window[1], "kind": case.kind})
     if progress is not None:
         progress(len(todo), len(todo), "done")
-    return results, guard_rows, windows, sc
+    return results, guard_rows, windows
 
 
-def record(store, sc, path: str | Path, results: list[dict], guard_rows: list[dict], windows: list[dict], *,
-           guard: str, seed: int, until: float) -> str:
-    """Write the suite's results to ``store`` as one ``eval`` run; its id."""
+def _write(h, results: list[dict], guard_rows: list[dict], windows: list[dict]) -> None:
+    """The suite's tables and headline figures, into the store run ``h``."""
     rows = [{**r, "safeguards": json.dumps(r["safeguards"]), "failed_reasons": json.dumps(r["failed_reasons"])}
             for r in results]
     passed = sum(r["passed"] for r in results)
-    with store.run("eval", scenario=sc.name, scenario_text=Path(path).read_text(), seed=seed,
-                   config={"suite": "faults", "guard": guard, "until": until,
-                           "cases": sorted({r["case"] for r in results})}) as h:
-        h.append("eval_cases", rows)
-        if guard_rows:
-            h.append("eval_guard", guard_rows)
-        if windows:
-            h.append("eval_windows", windows)
-        h.summary.update({"suite": "faults", "cases": len({r["case"] for r in results} - {BASELINE}), "arms": len(results),
-                          "passed": passed, "failed": len(results) - passed})
-        return h.run_id
+    h.append("eval_cases", rows)
+    if guard_rows:
+        h.append("eval_guard", guard_rows)
+    if windows:
+        h.append("eval_windows", windows)
+    h.summary.update({"suite": "faults", "cases": len({r["case"] for r in results} - {BASELINE}), "arms": len(results),
+                      "passed": passed, "failed": len(results) - passed})
