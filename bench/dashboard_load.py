@@ -9,7 +9,9 @@ API until it holds 200 runs), then measures every page two ways and prints a tab
   before the page is complete), cold (caches cleared) and warm (the same page again);
 - ``browser s``: headless Chromium opens the page by its path until its title, its charts and the
   end of the script run are on screen (Streamlit's status widget gone): time to interactive as a
-  user sees it, after one warm-up visit of the server.
+  user sees it, after one warm-up visit of the server. ``first`` is the first pass over the pages
+  in a fresh browser (the first page with a chart also loads the Vega library, once per browser
+  session); ``again`` a second pass (the browser has Vega; the server's caches are warm).
 
 And the Floor player on a 1-hour run of the small floor (event tempo, 7,200 frames): its data's
 size, the page's time to interactive, and the frames painted per second while it plays at 60x.
@@ -100,7 +102,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def browser_times(store: Path) -> dict[str, float]:
+def browser_times(store: Path) -> dict[str, tuple[float, float]]:
     """Per page: seconds from navigation to its title, charts and the end of the script run."""
     from selenium import webdriver
     from selenium.webdriver.common.by import By
@@ -139,7 +141,8 @@ def browser_times(store: Path) -> dict[str, float]:
             return time.perf_counter() - t0
 
         load("home", "desim dashboard", 0)  # warm-up: the server imports the app on its first session
-        return {path: load(path, title, charts) for path, _s, title, charts in PAGES}
+        first = {path: load(path, title, charts) for path, _s, title, charts in PAGES}
+        return {path: (first[path], load(path, title, charts)) for path, _s, title, charts in PAGES}
     finally:
         driver.quit()
         os.killpg(proc.pid, signal.SIGTERM)
@@ -225,11 +228,16 @@ def main() -> None:
         br = {} if args.no_browser else browser_times(store)
         for path, *_ in PAGES:
             rows.append((name, path, st[path][0], st[path][1], br.get(path)))
-    print(f"\n{'store':<9} {'page':<12} {'script cold s':>13} {'script warm s':>13} {'browser s':>10}")
+    print(f"\n{'store':<9} {'page':<12} {'script cold s':>13} {'script warm s':>13} {'browser first s':>15} "
+          f"{'browser again s':>15}")
     for name, path, cold, warm, b in rows:
-        print(f"{name:<9} {path:<12} {cold:>13.2f} {warm:>13.2f} {'' if b is None else f'{b:.2f}':>10}")
-    worst = max(b for *_x, b in rows if b is not None) if not args.no_browser else max(r[2] for r in rows)
-    print(f"\nslowest page: {worst:.2f} s ({'browser' if not args.no_browser else 'script, cold'}); goal: 3 s")
+        f, a = ("", "") if b is None else (f"{b[0]:.2f}", f"{b[1]:.2f}")
+        print(f"{name:<9} {path:<12} {cold:>13.2f} {warm:>13.2f} {f:>15} {a:>15}")
+    if args.no_browser:
+        print(f"\nslowest page: {max(r[2] for r in rows):.2f} s (script, cold); goal: 3 s")
+    else:
+        print(f"\nslowest page in the browser: {max(r[4][0] for r in rows):.2f} s on the first pass, "
+              f"{max(r[4][1] for r in rows):.2f} s again; goal: 3 s")
     if not args.no_browser:
         fp = floor_playback(hour)
         print(f"\nFloor player, 1-hour small-floor run: {fp['frames']:,} frames, page {fp['html_kb']:.0f} KB, "

@@ -41,6 +41,21 @@ show_left = d2.toggle("unfinished runs (marked, not averaged)", value=True, key=
                       help="interrupted, failed and crashed runs never count in a group's mean; shown dashed")
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _shaped(ver: tuple, groups, metrics: tuple, weight: float, x: str, band: str, show_left: bool):
+    """The drawn metrics smoothed, each group's mean and band, the seeds' lines and the gate's marks
+    (cached: moving a control that changes none of these reruns nothing heavy)."""
+    curves = C.table("train_curves", list(groups["run_id"]), ver=ver)
+    sm = G.smoothed(curves[curves["metric"].isin(metrics)], weight, x="step")
+    bands = G.group_bands(sm, groups, x=x, band="std" if band == "± std" else "minmax")
+    lines = G.seed_lines(sm, groups)
+    shown = groups if show_left else groups[groups["finished"]]
+    if not show_left:
+        lines = lines[lines["finished"]]
+    marks = G.promotion_marks(C.table("promotions", list(shown["run_id"]), ver=ver), shown, curves, x=x)
+    return bands, lines, marks
+
+
 @st.fragment(run_every=(2.0 if any_running else 10.0) if live else None)
 def curves_panel() -> None:
     rs = C.runs()  # re-read: new runs and status changes show up without a page reload
@@ -76,18 +91,12 @@ def curves_panel() -> None:
         return
     x = "step" if axis == "environment steps" else "wall_s"
     x_title = "environment steps" if x == "step" else "wall time (s)"
-    sm = G.smoothed(curves, weight, x="step")
-    bands = G.group_bands(sm, groups, x=x, band="std" if band == "± std" else "minmax")
-    lines = G.seed_lines(sm, groups)
-    if not show_left:
-        lines = lines[lines["finished"]]
-    shown = groups if show_left else groups[groups["finished"]]
-    marks = G.promotion_marks(C.table("promotions", list(shown["run_id"]), ver=ver), shown, curves, x=x)
     logged = set(curves["metric"])
     metrics = [m for m in D.TRAIN_METRICS + ("eval_return",) if m in logged]
     others = sorted(m for m in logged if m not in metrics and not m.startswith("credit/"))
     extra = st.multiselect("More metrics", others, key="conv_more", placeholder="other logged metrics "
                            "(e.g. policy and value loss, KL)") if others else []
+    bands, lines, marks = _shaped(ver, groups, tuple(metrics + extra), weight, x, band, show_left)
     cols = st.columns(2)
     for i, metric in enumerate(metrics + extra):
         with_marks = marks if metric in ("return", "eval_return") else None
