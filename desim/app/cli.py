@@ -573,7 +573,9 @@ def runs_list(
         sm = r.get("summary") or {}
         headline = (f"{_fmt(sm['deliveries'])} deliveries" if "deliveries" in sm else
                     f"{_fmt(sm['messages']['delivered'])}/{_fmt(sm['messages']['sent'])} msgs" if "messages" in sm else
-                    f"{_fmt(sm['steps'])} env steps" if "steps" in sm else "")
+                    f"{_fmt(sm['steps'])} env steps" if "steps" in sm else
+                    f"{_fmt(sm['passed'])}/{_fmt(sm['arms'])} arms passed" if "arms" in sm else
+                    f"{_fmt(sm['runs'])} runs, {_fmt(sm['points'])} points" if "points" in sm else "")
         t.add_row(r["run_id"], r["kind"], str(r.get("scenario") or ""), _fmt(r.get("seed")), str(r.get("brain") or ""),
                   r["status"], str(r.get("started_at"))[:19], headline)
     _print_table(t)  # ids are never cut: piped, rows keep their width; in a terminal the other columns wrap
