@@ -33,6 +33,11 @@ The scenario section ``[belief]`` (registered by :func:`register`, entry point `
     r = 0.05
     initial_std = 10.0
 
+``peers = true`` (default false) makes the warehouse's robots act on these position beliefs of
+their peers in the event tempo (``models/warehouse/peers.py``): a robot holds instead of driving
+into a cell that a peer's believed position covers, ``|mean - cell| <= max(0.5, peer_k * std)``
+on both axes, for at most ``peer_patience`` decisions in a row.
+
 Use: ``b = sc.belief.inventory_belief(now)``; ``b.update(value, t_read, now)``;
 ``est = b.estimate(now)`` (``mean``, ``std``, ``age``, ``reads``); a plausibility band for the
 guard: ``{"expected": est.mean, "tolerance": 3 * est.std + slack}``.
@@ -58,6 +63,12 @@ class FilterCfg(Section):
 
 class BeliefCfg(Section):
     enabled: bool = True
+    peers: bool = Field(False, description="robots act on beliefs of their peers' positions (warehouse, event tempo): "
+                                           "a robot holds rather than drive into a cell a peer may be in")
+    peer_k: float = Field(2.0, ge=0, le=10, description="a peer's believed position covers a cell within max(0.5, "
+                                                        "peer_k * std) on both axes")
+    peer_patience: int = Field(4, ge=1, le=1000, description="the most decisions in a row a robot holds for its "
+                                                             "peers; the next FORWARD goes through (no hold standoff)")
     inventory: FilterCfg = FilterCfg()
     position: FilterCfg = FilterCfg(q=0.5, r=0.05, initial_std=10.0)
 

@@ -4,7 +4,9 @@ In the event tempo a robot's life is one loop: ask its zone controller for an
 observation, wait for it (it may come late, out of order, corrupted or not at
 all), let its brain decide, spend the action's duration doing it, report back.
 The model's ``clock`` (``robot_time.RobotClock``) follows it through these
-states: waiting_obs, waiting_command, then the action.
+states: waiting_obs, waiting_command, then the action. With ``[belief] peers``
+the model's ``peers`` (``peers.PeerBeliefs``) reads every observation received
+and may turn a ``FORWARD`` into a hold.
 In the tick tempo the model drives every robot in lock step instead, exactly
 as rware does, and robots are only registry entries on the Mesa grid.
 """
@@ -44,6 +46,8 @@ class Robot(Agent):
             obs = yield from self._await_observation()
             clock.switch(i, WAIT_CMD, env.now)  # (a no-op switch if the controller's answer already did it)
             action = yield wh.decide(i, obs)
+            if wh.peers is not None:  # [belief] peers: hold rather than drive where a peer may be
+                action = wh.peers.gate(i, obs, action, env.now)
             clock.switch(i, action, env.now)
             yield env.timeout(wh.duration(i, action))
             yield wh.complete(i, action)  # the tempo settles the action as what it turned out to be
@@ -72,6 +76,11 @@ class Robot(Agent):
                     self.send(self.controller, "status", size=STATUS_SIZE)
                     continue
             msgs, self._mail = self._mail, []
+            peers = self.wh.peers
+            if peers is not None:  # every observation received updates the beliefs of the peers
+                for m in msgs:
+                    if m.kind == "obs" and not m.corrupted:
+                        peers.read(self.index, m.payload.view, env.now)
             usable = [m for m in msgs if m.kind == "obs" and not m.corrupted and m.payload.view.t >= self.last_obs_t]
             self.wh.corrupt_obs += sum(1 for m in msgs if m.corrupted)
             if not usable:  # only stale or corrupted ones: keep waiting for a good one

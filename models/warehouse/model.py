@@ -105,6 +105,7 @@ class WarehouseModel:
         self.clock = RobotClock(n, cfg.tempo == "event", self.dispatcher.tasks, self.floor)
         self.results = Results(self)
         self.components: list = []  # parts wired in after the model (pipeline.Services): finish, summary, tables
+        self.peers = None  # [belief] peers: the robots' beliefs of their peers' positions (peers.PeerBeliefs)
         self.tempo = Tempo(sim, cfg, self.floor, n, self.resolver, self.observe, brain, clock=self.clock)
 
         if getattr(net, "recording", False):  # a recording run: the floor at a fixed interval, for playback

@@ -49,6 +49,7 @@ from desim.models.services.inventory import InventoryPrimary, InventoryReplica
 from desim.models.services.rpc import RpcAgent
 from desim.models.services.tools import SCHEMAS, CallLog, ToolClient, ToolService
 from desim.models.warehouse.model import WarehouseModel
+from desim.models.warehouse.peers import PeerBeliefs
 from desim.models.warehouse.pipeline_config import PipelineCfg
 
 ROLE_PIPELINE, ROLE_PROCUREMENT = "order_pipeline", "procurement"
@@ -489,9 +490,13 @@ class Services:
 
 def build(sim, net, sc, layout, brain) -> WarehouseModel:
     """The warehouse model, with the services and the order pipeline when the scenario has their sections
-    (built first: their agents take the service nodes), attached once the model exists."""
+    (built first: their agents take the service nodes), attached once the model exists; with
+    ``[belief] peers``, the robots' beliefs of their peers' positions (``peers.PeerBeliefs``)."""
     svc = Services(sim, sc, layout.n_shelves) if S.enabled(sc) else None
     wh = WarehouseModel(sim, net, sc.warehouse, layout, brain=brain)
     if svc is not None:
         svc.attach(wh)
+    belief = getattr(sc, "belief", None)
+    if belief is not None and belief.peers:  # robots act on beliefs of their peers' positions (event tempo)
+        PeerBeliefs.attach(wh, belief)
     return wh

@@ -112,6 +112,10 @@ def check(sc, graph, file: str = "<scenario>") -> Layout:
     q = cfg.request_queue or cfg.robots
     if q >= layout.n_shelves:
         raise ScenarioError(file, "warehouse.request_queue", f"must be below the number of shelves ({layout.n_shelves}), got {q}")
+    belief = getattr(sc, "belief", None)
+    if belief is not None and belief.peers and cfg.tempo != "event":
+        raise ScenarioError(file, "belief.peers", "robots act on beliefs of their peers only in the event tempo "
+                                                  '(warehouse.tempo = "event")')
     if services.enabled(sc):
         if cfg.orders is None:
             raise ScenarioError(file, "warehouse.orders", "the order pipeline and its services need an order stream ([warehouse.orders])")
