@@ -47,6 +47,10 @@ HASHES = {
     "warehouse-pipeline.toml:1": "eeb0fdfcf085a541a3d002bd5cccecb888b587d3b0b34bb080f927c6560d659e",
     "warehouse-pipeline.toml:2": "8c8504ef8d9bc4cc0714902aa23c8663cc522be241955693b78118f744116fe7",
     "warehouse-pipeline.toml:3": "8d18573e35c2f678696d5eec678b331127d788000e39536d772260318e1275f7",
+    # added with the scenario (issue 12): robots that act on beliefs of their peers' positions
+    "warehouse-peers.toml:1": "6c5c90933e65ab15201490b5dd7c0810758d25e4fbd40f6f241606e3bf59f418",
+    "warehouse-peers.toml:2": "36ef338cbb7e58a57f1d19a309d237506583f6580e694d5c1ec3dc799533899d",
+    "warehouse-peers.toml:3": "d1de0ea9188ffb2b85746d89d5e008f80a37c1c86d452a4d84450979348ee6c3",
     "warehouse-xl-500-event.toml:1": "d4e9abc06f7ab13e815ec45585ec3bebe97086b42b7307fb410233c936aa28a1",
     "warehouse-xl-500-event.toml:2": "6490cb459f946d0fa3d57138071153952563cd41843038350073ed683960f718",
     "warehouse-xl-500-event.toml:3": "64b343de1c3545efc8e866cc63ddaf0af79d56e883f35ea9f2a696308436f98b",
