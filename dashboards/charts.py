@@ -179,7 +179,8 @@ def credit_bars(df: pd.DataFrame, title: str = "per-agent credit") -> alt.Chart:
         y=alt.Y("mean(credit):Q", title="credit (last value, mean over seeds)"),
         color=alt.Color(f"{colour}:N", scale=CATEGORIES, legend=alt.Legend(title=colour, labelLimit=0, orient="bottom")),
         xOffset=f"{colour}:N", tooltip=[f"{colour}:N", "agent:N", "mean(credit):Q", "count():Q"],
-    ).properties(height=_tall(200, df, colour, 1), title=title)
+    ).properties(height=_tall(200, df, colour, 1),
+                 title=alt.TitleParams(title, orient="bottom", anchor="start", fontSize=13))  # on top it is clipped
 
 
 def group_curves(bands: pd.DataFrame, lines: pd.DataFrame, metric: str, x_title: str, show_seeds: bool,

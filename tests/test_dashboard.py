@@ -511,11 +511,14 @@ def test_convergence_groups_never_mix_scenarios_and_mark_interrupted_runs(store)
     at.toggle(key="conv_unfinished").set_value(True).run()
 
     # credit: one chart per scenario, each with that scenario's groups only
-    credit = [json.loads(c.proto.spec) for c in charts(at)
-              if str(json.loads(c.proto.spec).get("title", "")).startswith("per-agent credit")]
-    assert sorted(c["title"] for c in credit) == ["per-agent credit · train-tiny", "per-agent credit · train-tiny-3"]
+    def title(spec: dict) -> str:
+        t = spec.get("title", "")
+        return t.get("text", "") if isinstance(t, dict) else str(t)
+
+    credit = [json.loads(c.proto.spec) for c in charts(at) if title(json.loads(c.proto.spec)).startswith("per-agent credit")]
+    assert sorted(title(c) for c in credit) == ["per-agent credit · train-tiny", "per-agent credit · train-tiny-3"]
     for c in credit:
-        scen = c["title"].split(" · ", 1)[1]
+        scen = title(c).split(" · ", 1)[1]
         data = layer_data(at, c)
         assert set(data["group"]) and all(g.startswith(scen + " · ") for g in data["group"])
 

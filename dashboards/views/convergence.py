@@ -105,8 +105,10 @@ def curves_panel() -> None:
     if not credit.empty:
         credit = credit.merge(groups[["run_id", "group", "scenario", "finished"]], on="run_id")
         credit = credit[credit["finished"]]
-        for scen, part in credit.groupby("scenario"):  # never mixed: one chart per scenario
-            st.altair_chart(K.credit_bars(part, title=f"per-agent credit · {scen}"), width="stretch")
+        parts = list(credit.groupby("scenario"))
+        ccols = st.columns(2)
+        for i, (scen, part) in enumerate(parts):  # never mixed: one chart per scenario
+            ccols[i % 2].altair_chart(K.credit_bars(part, title=f"per-agent credit · {scen}"), width="stretch")
     n_left = int((~groups["finished"]).sum())
     st.caption("Each curve is the mean over a group's finished (or running) seeds after smoothing; the band is "
                + ("the min–max across seeds. " if band == "min–max" else "± one standard deviation. ")
