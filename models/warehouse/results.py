@@ -17,6 +17,7 @@ import numpy as np
 from desim.models.warehouse.robot_time import STATES, totals
 
 FRAME_CAP = 8192  # playback frames kept at most: past it, every other one goes and the interval doubles
+ROBOT_FRAMES_CAP = 1_000_000  # ... and at most this many robot positions in all (500 robots: 2,000 frames)
 SERIES_CAP = 2000  # robot-time samples kept at most (thinned evenly when a run takes more)
 
 
@@ -29,13 +30,15 @@ class Playback:
     floor step: the state that held up to the frame's time. Shelves that are
     not carried are logged when their cell changes (``floor_shelves``: every
     shelf at 0 s, then each put-down elsewhere), so a frame stays a few dozen
-    integers. Past :data:`FRAME_CAP` frames every other one is dropped and the
-    interval doubles, so a run of any length keeps at most that many. Reads the
-    floor only: no draws, nothing recorded in the trace.
+    integers. Past :data:`FRAME_CAP` frames (fewer on a crowded floor: at most
+    :data:`ROBOT_FRAMES_CAP` robot positions in all) every other one is dropped
+    and the interval doubles, so a run of any length keeps at most that many.
+    Reads the floor only: no draws, nothing recorded in the trace.
     """
 
     def __init__(self, sim, floor, every: float) -> None:
         self.sim, self.floor, self.every = sim, floor, float(every)
+        self.cap = max(256, min(FRAME_CAP, ROBOT_FRAMES_CAP // max(1, floor.cells.size)))
         self.t: list[float] = []
         self.cell: list[str] = []  # comma-separated integers, one per robot (the store has no list columns)
         self.heading: list[str] = []
@@ -71,7 +74,7 @@ class Playback:
                     self.shelves["shelf"].append(k)
                     self.shelves["cell"].append(int(cells[k]))
                     self._shelf[k] = cells[k]
-        if len(self.t) > FRAME_CAP:
+        if len(self.t) > self.cap:
             for lst in (self.t, self.cell, self.heading, self.cargo, self.requests):
                 del lst[1::2]
             self.every *= 2
