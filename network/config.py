@@ -17,7 +17,7 @@ import networkx as nx
 from pydantic import Field, StringConstraints, model_validator
 
 from desim.network import topology as T
-from desim.network.distributions import DelayDist
+from desim.network.distributions import LOGNORMAL_MAX_RATIO, DelayDist
 from desim.network.faults import Fault, schedule
 from desim.network.flows import Flow
 from desim.network.link import LinkSpec
@@ -43,8 +43,8 @@ class DelayCfg(Section):
             v = getattr(self, name)
             if 0 < v < 1e-9:
                 raise ValueError(f"{name}: below a nanosecond ({v:g} s) is not a meaningful delay: use 0 or at least 1e-9")
-        if self.dist == "lognormal" and self.jitter > 1000 * self.mean:
-            raise ValueError(f"lognormal jitter may be at most 1000 times its mean, got {self.jitter:g} for a mean of {self.mean:g}")
+        if self.dist == "lognormal" and self.jitter > LOGNORMAL_MAX_RATIO * self.mean:
+            raise ValueError(f"lognormal jitter may be at most {LOGNORMAL_MAX_RATIO:g} times its mean, got {self.jitter:g} for a mean of {self.mean:g}")
         self.to_dist()
         return self
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DISTRIBUTIONS = ("constant", "uniform", "normal", "lognormal", "pareto")
+LOGNORMAL_MAX_RATIO = 1000.0  # jitter / mean of a lognormal (the scenario's [links] tables say the same)
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,32 @@ class DelayDist:
             raise ValueError("uniform jitter must not exceed the mean (delays would go negative)")
         if self.dist == "lognormal" and self.mean == 0:
             raise ValueError("lognormal needs mean > 0")
+        if self.dist == "lognormal" and self.jitter > LOGNORMAL_MAX_RATIO * self.mean:
+            # beyond this the law's median underflows and its tail overflows: no finite sample to draw
+            raise ValueError(f"lognormal jitter may be at most {LOGNORMAL_MAX_RATIO:g} times its mean")
         if self.dist == "pareto" and self.alpha <= 1:
             raise ValueError("pareto needs alpha > 1 (finite mean)")
+
+    @property
+    def degenerate(self) -> bool:
+        """One value only: a constant, no jitter, a pareto of mean 0, or a jitter so small against the mean
+        that the law's spread is zero in floating point (a lognormal's ``log1p((j/d)^2)`` underflows below
+        j/d ~ 1e-154; ``d + j == d``): every draw is ``mean``, and nothing is left to correlate."""
+        d, j = self.mean, self.jitter
+        if self.dist == "pareto":
+            return d == 0
+        if self.dist == "constant" or j == 0:
+            return True
+        if self.dist == "lognormal":
+            return math.log1p((j / d) ** 2) == 0.0
+        return d > 0 and d + j == d
 
     def frozen(self):
         """The equivalent ``scipy.stats`` frozen distribution (for tests and the copula)."""
         from scipy import stats  # lazy: scipy is slow to import and only needed here
 
         d, j = self.mean, self.jitter
-        if self.dist == "constant" or (j == 0 and self.dist in ("uniform", "normal", "lognormal")):
+        if self.degenerate:
             return stats.uniform(loc=d, scale=0.0)
         if self.dist == "uniform":
             return stats.uniform(loc=d - j, scale=2 * j)
@@ -76,7 +94,7 @@ class DelayDist:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` independent draws (no correlation)."""
         d, j = self.mean, self.jitter
-        if self.dist == "constant" or j == 0 and self.dist != "pareto":
+        if self.degenerate:
             return np.full(n, d)
         if self.dist == "uniform":
             return rng.uniform(d - j, d + j, n)
@@ -109,9 +127,7 @@ class DelaySampler:
     def _refill(self) -> None:
         dist, n = self.dist, self.block
         rho = dist.correlation
-        degenerate = (dist.dist == "constant" or (dist.jitter == 0 and dist.dist != "pareto")
-                      or (dist.dist == "pareto" and dist.mean == 0))  # one value: nothing to correlate
-        if rho == 0 or degenerate:
+        if rho == 0 or dist.degenerate:  # one value: nothing to correlate
             draws = dist.sample(self.rng, n)
         else:
             from scipy.signal import lfilter
