@@ -156,8 +156,8 @@ def main() -> None:
                 "bench_wall_s": time.perf_counter() - t0,
             })
 
-    t = Table(title=f"return (deliveries per 500-step episode, summed over robots) vs env steps; seed {args.seed}, "
-                    f"shaping {args.shaping}")
+    t = Table(title="return (deliveries per 500-step episode, summed over robots) vs env steps; "
+                    + (f"seed {args.seed}, shaping {args.shaping}" if algos else "earlier runs merged (their own settings)"))
     for col in ["task", "algo"] + [f"{m // 1000}k" for m in marks] + ["held-out (incumbent)", "rollbacks"]:
         t.add_column(col, justify="right")
     for r in results:
