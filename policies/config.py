@@ -33,6 +33,7 @@ class TrainConfig(Section):
     shaping: float = Field(0.0, ge=-1e6, le=1e6, description="potential-based reward shaping weight w (0: off, rware's reward)")
     shaping_potential: Literal["carrying", "distance"] = Field("carrying", description="carrying: lifting a requested shelf pays at once; distance: every step toward the target")
     shaping_gamma: float = Field(0.99, gt=0, le=1, description="the shaping's discount; keep it equal to the learner's gamma")
+    credit: Literal["individual", "global", "difference", "shaped"] = Field("individual", description="reward allocation: individual: each robot's own reward (rware's); global: the team reward (summed over robots) for every robot; difference: team reward minus the team reward of the same step with that robot on NOOP (exact re-simulation; batched floors); shaped: individual plus the potential-based shaping term (needs a shaping weight). global and difference need batched floors")
 
     learners: dict[str, dict[str, Any]] = Field(default_factory=dict, description="the [train.<algo>] tables, by learner")
 
@@ -58,6 +59,12 @@ class TrainConfig(Section):
                 make_config(learner_class(algo).Config, table)
             except ConfigError as e:
                 raise FieldError((algo, e.field), e.problem) from None
+        return self
+
+    @model_validator(mode="after")
+    def _shaped_needs_a_weight(self):
+        if self.credit == "shaped" and self.shaping == 0:
+            raise FieldError(("credit",), 'shaped rewards need a shaping weight: set [train] shaping (e.g. 0.5)')
         return self
 
     @model_validator(mode="after")

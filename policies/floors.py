@@ -13,6 +13,12 @@
   published rware results; ``"features"`` (the default) is what desim's brains
   see, so a checkpoint trained either way runs as a brain in any tempo.
 
+``[train] credit`` (the reward allocation) reaches the env through
+:func:`make_floors`'s ``credit``: ``"individual"`` on either kind of floors,
+``"global"`` and ``"difference"`` on batched floors only (the counterfactual
+step is a batch of floors). Like shaping it is not part of ``env_kwargs``, so
+held-out evaluation and checkpoints see the env's own rewards.
+
 Held-out evaluation (``policies.rollback.held_out_return``) runs on the same
 kind of floors as training, through :class:`HostView` for batched ones.
 """
@@ -31,15 +37,19 @@ FLOORS = ("simulated", "batched")
 _CHOICE = ("floors", "observations")
 
 
-def make_floors(env_kwargs: dict, n_envs: int, seed: int, device: str | torch.device = "cpu", **shaping: Any):
+def make_floors(env_kwargs: dict, n_envs: int, seed: int, device: str | torch.device = "cpu",
+                credit: str = "individual", **shaping: Any):
     """A vector env of ``n_envs`` floors as ``env_kwargs`` say (``floors``, ``observations`` and the
-    env's own keywords); ``shaping``: the potential-based shaping options of both envs."""
+    env's own keywords); ``credit``: the reward allocation (``BatchedWarehouseEnv``'s; simulated floors
+    pay individual rewards only); ``shaping``: the potential-based shaping options of both envs."""
     kw = {k: v for k, v in env_kwargs.items() if k not in _CHOICE}
     if env_kwargs.get("floors", "simulated") == "batched":
         if isinstance(kw.get("scenario"), dict):  # the floor alone: the training settings are not the floor's
             kw["scenario"] = {k: v for k, v in kw["scenario"].items() if k != "train"}
         return BatchedWarehouseEnv(n_envs=n_envs, seed=seed, device=device,
-                                   obs=env_kwargs.get("observations", "features"), **kw, **shaping)
+                                   obs=env_kwargs.get("observations", "features"), credit=credit, **kw, **shaping)
+    if credit != "individual":
+        raise ValueError(f"credit {credit!r} needs batched floors; simulated floors pay individual rewards")
     return VectorWarehouseEnv(n_envs, seed=seed, **kw, **shaping)
 
 

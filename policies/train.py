@@ -43,6 +43,7 @@ from desim.store import DEFAULT_STORE, Store
 
 # train_curves metrics written to the store (anything else a learner logs stays in memory)
 BATCHED_ALGOS = ("mappo", "ippo")  # learners with an on-device loop (policies.ondevice)
+BATCHED_CREDITS = ("global", "difference")  # reward allocations only batched floors compute
 CURVE_METRICS = ("return", "loss", "policy_loss", "value_loss", "entropy", "value_error", "approx_kl", "clip_frac",
                  "td_error", "q_mean", "epsilon", "rollout_s", "update_s", "env_steps_per_s", "eval_return")
 
@@ -241,13 +242,19 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
             raise ValueError(f"batched floors train {' and '.join(BATCHED_ALGOS)}; {algo} trains on simulated floors "
                              '([train] floors = "simulated", without --envs)')
         env_kwargs.update(floors="batched", observations=tc.observations)
+    elif tc.credit in BATCHED_CREDITS:
+        raise ScenarioError(file, "train.credit", f'credit = "{tc.credit}" needs batched floors (--envs N, or [train] '
+                                                  'floors = "batched"); simulated floors train on individual or shaped rewards')
+    # "shaped" is the floor's individual rewards plus the shaping term (tc.shaping, checked nonzero)
+    credit = "individual" if tc.credit == "shaped" else tc.credit
     if dev.type == "cpu" and tc.torch_threads > 0:
         torch.set_num_threads(tc.torch_threads)
 
-    # potential-based shaping lives in the env; its finished_returns stay unshaped
+    # reward allocation and potential-based shaping live in the env; its finished_returns stay the
+    # floor's own team return (held-out evaluation builds its floors without either)
     try:
-        env = make_floors(env_kwargs, tc.n_envs, seed, dev, shaping=tc.shaping, shaping_gamma=tc.shaping_gamma,
-                          shaping_potential=tc.shaping_potential)
+        env = make_floors(env_kwargs, tc.n_envs, seed, dev, credit=credit, shaping=tc.shaping,
+                          shaping_gamma=tc.shaping_gamma, shaping_potential=tc.shaping_potential)
     except ScenarioError as e:  # what batched floors cannot simulate, named in the file's words
         raise ScenarioError(file, e.field, e.problem) from None
     venv = env

@@ -92,7 +92,9 @@ class BatchedFloor:
     ``episode`` ``(E,)``; after a step ``delivered`` ``(E,)``, ``refills``
     ``(E, goals)`` (the shelf drawn at each goal this step, -1 none) and
     ``blocked`` ``(E, N)`` (FORWARDs that did not move). Cells are flat
-    ``y * width + x`` as in the Floor.
+    ``y * width + x`` as in the Floor. ``stream_ids`` ``(E,)``: whose random
+    streams each floor draws (its own index, except in a copy made by
+    :meth:`load_repeated`).
     """
 
     def __init__(
@@ -141,6 +143,9 @@ class BatchedFloor:
         self.goal_cells = [y * W + x for x, y in layout.goals]  # python ints: the goals loop
         self.shelf_home = torch.as_tensor([y * W + x for x, y in layout.shelf_cells], dtype=torch.long, device=dev)
         self.floor_ids = torch.arange(E, device=dev)
+        # whose random streams each floor draws from: its own index, or (a counterfactual copy's) the
+        # index of the floor it copies (``load_repeated``), so a copy draws exactly the original's numbers
+        self.stream_ids = self.floor_ids
         self.idx = torch.arange(n, device=dev).expand(E, n)
         self._jumps = max(1, math.ceil(math.log2(n))) if n > 1 else 1
         self._key_scale = n + 1
@@ -212,7 +217,7 @@ class BatchedFloor:
             rows, blend = self.floor_ids, mask.to(dev)
         R, n, C, S, Q = rows.numel(), self.n_agents, self.n_cells, self.n_shelves, self.request_queue_size
         ep = self.episode[rows]
-        fid = self.floor_ids[rows]
+        fid = self.stream_ids[rows]
         cells = torch.argsort(self._draw(_CELLS, fid, (ep,), C), dim=1, stable=True)[:, :n]
         dirs = self._draw(_DIRS, fid, (ep,), n) & 3
         queue = torch.argsort(self._draw(_QUEUE, fid, (ep,), S), dim=1, stable=True)[:, :Q]
@@ -266,6 +271,34 @@ class BatchedFloor:
                   t("shelf_y") * W + t("shelf_x"), t("request_queue"))
         self.steps[rows] = int(d.get("steps", 0))
         self.inactive[rows] = int(d.get("inactive_steps", 0))
+        self._ready = True
+
+    # the dynamic state (with the grids kept in step with it): what a copy of a floor must carry
+    _STATE = ("cell", "dir", "carry", "has_delivered", "_shelf_cell", "queue", "in_queue", "agent_grid",
+              "shelf_grid", "steps", "inactive", "episode")
+
+    def load_repeated(self, other: "BatchedFloor", repeats: int) -> None:
+        """Make this batch ``repeats`` consecutive copies of each of ``other``'s floors: floor
+        ``f * repeats + j`` gets floor ``f``'s whole state, its counters and its random streams
+        (``stream_ids``), so stepping a copy draws exactly the numbers ``other`` would draw from the
+        same state (request refills: common random numbers). ``other`` is only read.
+
+        Both must have the same layout, robots, queue and reward, and ``n_floors`` must be
+        ``other.n_floors * repeats`` (a counterfactual batch: ``models.warehouse.counterfactual``)."""
+        r = int(repeats)
+        same = (self.layout is other.layout or self.layout == other.layout) and (
+            self.n_agents, self.request_queue_size, self.reward_type) == (
+            other.n_agents, other.request_queue_size, other.reward_type)
+        if not same:
+            raise ValueError("load_repeated needs a floor of the same layout, robots, queue and reward")
+        if r < 1 or self.n_floors != other.n_floors * r:
+            raise ValueError(f"load_repeated: {self.n_floors} floors cannot hold {r} copies of {other.n_floors}")
+        if not other.ready:
+            raise RuntimeError("load_repeated: the floor copied has no state yet (reset it first)")
+        for name in self._STATE:
+            setattr(self, name, getattr(other, name).repeat_interleave(r, dim=0))
+        self.stream_ids = other.stream_ids.repeat_interleave(r)
+        self.seed = other.seed
         self._ready = True
 
     def state_dict(self, floor: int) -> dict[str, Any]:
@@ -412,7 +445,7 @@ class BatchedFloor:
             # a shelf drawn uniformly from those not requested (the delivered one still counts as requested)
             free = ~iq
             count = free.sum(1)
-            u = self._draw(_REFILL + 8 * k, self.floor_ids, (self.episode, self.steps), 1)[:, 0]
+            u = self._draw(_REFILL + 8 * k, self.stream_ids, (self.episode, self.steps), 1)[:, 0]
             pick = (u * count) >> 32
             new = (free.long().cumsum(1) <= pick[:, None]).sum(1, keepdim=True)
             new = torch.where(ok[:, None], new, queue.gather(1, slot))

@@ -19,6 +19,15 @@ critic's ``state`` is every robot's observation concatenated: for
 ``"features"`` the same as ``WarehouseParallelEnv.state()``, for ``"rware"``
 EPyMARL's convention.
 
+Reward allocation (``credit``): ``"individual"`` (the floor's own rewards, as
+rware pays them), ``"global"`` (every robot gets the team reward, the floor's
+rewards summed over its robots) or ``"difference"`` (the team reward minus the
+team reward of the same step with that robot's action replaced by NOOP,
+re-simulated exactly on a scratch batch:
+:mod:`~desim.models.warehouse.counterfactual`). Shaping, when on, is added to
+the allocated rewards; ``finished_returns`` stay the floor's own unshaped team
+return whatever the allocation.
+
 It simulates the floor alone: a scenario given here must be a tick-tempo
 ``[warehouse]`` without orders and without network sections (those need the
 simulated floors of ``WarehouseParallelEnv``); anything else is refused with
@@ -31,13 +40,15 @@ import torch
 from desim.models.warehouse import scenario as wh_scenario
 from desim.models.warehouse.batched import BatchedFloor
 from desim.models.warehouse.batched_obs import FeatureObs, RwareObs
+from desim.models.warehouse.counterfactual import Counterfactual
 from desim.models.warehouse.env import WarehouseParallelEnv, scenario_for
 from desim.models.warehouse.layout import Layout
 from desim.scenario import ScenarioBase, ScenarioError, to_data, validate
 
-__all__ = ["BatchedWarehouseEnv", "OBS_KINDS"]
+__all__ = ["BatchedWarehouseEnv", "CREDITS", "OBS_KINDS"]
 
 OBS_KINDS = ("features", "rware")
+CREDITS = ("individual", "global", "difference")  # reward allocations (``credit``)
 # top-level scenario sections the batched floor can honour (the rest are the network's)
 _FLOOR_ONLY = {"name", "description", "seed", "until", "warehouse"}
 
@@ -71,7 +82,9 @@ class BatchedWarehouseEnv:
     ``obs_radius``, the ``shaping`` options, or a ``scenario``), plus
     ``layout`` (a :class:`Layout` or an ASCII map: overrides ``size``),
     ``max_inactivity_steps`` (rware's limit; None: none), ``n_envs``,
-    ``seed``, ``device`` and ``obs``.
+    ``seed``, ``device``, ``obs`` and ``credit`` (the reward allocation:
+    :data:`CREDITS`; after a ``"difference"`` step, ``last_counterfactual``
+    ``(E, N)`` holds each robot's counterfactual team reward).
     """
 
     on_device = True
@@ -82,9 +95,11 @@ class BatchedWarehouseEnv:
                  obs: str = "features", obs_radius: int = 1, layout: Layout | str | None = None, zones: int = 1,
                  max_inactivity_steps: int | None = None, tempo: str = "tick", shaping: float = 0.0,
                  shaping_gamma: float = 0.99, shaping_potential: str = "distance", shaping_horizon: int = 30,
-                 scenario: ScenarioBase | dict | None = None) -> None:
+                 scenario: ScenarioBase | dict | None = None, credit: str = "individual") -> None:
         if obs not in OBS_KINDS:
             raise ValueError(f"obs must be one of {OBS_KINDS}, got {obs!r}")
+        if credit not in CREDITS:
+            raise ValueError(f"credit must be one of {CREDITS}, got {credit!r}")
         if shaping_potential not in ("carrying", "distance"):
             raise ValueError(f"shaping_potential must be 'carrying' or 'distance', got {shaping_potential!r}")
         if int(max_steps) < 1:
@@ -124,6 +139,9 @@ class BatchedWarehouseEnv:
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (done, return) per step, not yet read
         self._phi: torch.Tensor | None = None
         self._acting = torch.ones(E, N, dtype=torch.bool, device=self.device)
+        self.credit = credit
+        self._counterfactual = Counterfactual(self.floor) if credit == "difference" else None
+        self.last_counterfactual: torch.Tensor | None = None
 
     def info(self) -> dict[str, int]:
         """What a learner needs (``policies.common.EnvInfo``'s fields)."""
@@ -178,6 +196,8 @@ class BatchedWarehouseEnv:
         if not self.floor.ready:
             raise RuntimeError("step() needs a running episode: call reset() first")
         a = torch.as_tensor(actions, device=self.device)
+        if self._counterfactual is not None:  # from the state this step starts from, before it is taken
+            self.last_counterfactual = self._counterfactual.team_rewards(a)
         raw, done = self.floor.step(a)
         self.episode_returns += raw
         self._pending.append((done, self.episode_returns.sum(1)))
@@ -188,13 +208,22 @@ class BatchedWarehouseEnv:
         if self._features is not None:
             self._features.reset_tasks(done)
         obs, state = self._observe_all()
-        rewards = raw
+        rewards = self._allocate(raw)
         if self.shaping:
             phi = self.potential()
             nxt = torch.where(done[:, None], 0.0, phi)
-            rewards = raw + self.shaping * (self.shaping_gamma * nxt - self._phi)
+            rewards = rewards + self.shaping * (self.shaping_gamma * nxt - self._phi)
             self._phi = phi
         return obs, state, rewards, done, self._acting
+
+    def _allocate(self, raw: torch.Tensor) -> torch.Tensor:
+        """Each robot's reward under ``credit`` from the floor's own ``raw`` rewards of this step."""
+        if self.credit == "individual":
+            return raw
+        team = raw.sum(1, keepdim=True)
+        if self.credit == "global":
+            return team.expand_as(raw).contiguous()
+        return team - self.last_counterfactual
 
     def close(self) -> None:
         self._pending.clear()
