@@ -26,11 +26,12 @@ FINISHED = ("complete",)
 LIVE = ("running",)
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict of dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
     if isinstance(d, dict):
         out: dict[str, Any] = {}
         for k, v in d.items():
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat(v, f"{prefix}{k}."))
         return out
     return {prefix[:-1]: d}
 
@@ -38,7 +39,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 def settings(run: dict) -> dict[str, Any]:
     """A training run's settings as dotted keys: its config without what does not define a group."""
     cfg = {k: v for k, v in (run.get("config") or {}).items() if k not in NOT_SETTINGS}
-    return _flat(cfg)
+    return flat(cfg)
 
 
 def config_hash(run: dict) -> str:

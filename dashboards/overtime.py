@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from desim.dashboards.groups import flat as dotted
 from desim.models.warehouse.tables import STATES
 
 DEFAULT_WINDOW = 300.0  # seconds: the rolling window's default (a few minutes of simulated time)
@@ -69,21 +70,12 @@ def long(df: pd.DataFrame, label: str, id_vars: Sequence[str] = ("t",)) -> pd.Da
 # --------------------------------------------------------------------------- labels
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def _scenario_values(run: dict) -> dict[str, Any]:
     try:
         data = tomllib.loads(run.get("scenario_text") or "")
     except tomllib.TOMLDecodeError:
         data = {}
-    flat = {k: json.dumps(v, sort_keys=True, default=str) for k, v in _flat(data).items()
+    flat = {k: json.dumps(v, sort_keys=True, default=str) for k, v in dotted(data).items()
             if k not in ("name", "description", "seed", "until")}
     return flat
 

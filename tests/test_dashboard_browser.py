@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def dashboard_server(store: Path, log_path: Path):
+    """`desim dash` on ``store``, the real command a user runs (it becomes Streamlit: its defaults are
+    what these tests check), until its health check answers; yields ``(base URL, port)``; stopped after."""
+    port = _free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "desim.app.cli", "dash", "--store", str(store), "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not answer in {SERVER_START} s")
+            time.sleep(0.3)
+        yield base, port
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory):
     out = tmp_path_factory.mktemp("screenshots")
@@ -66,28 +104,7 @@ def server(tmp_path_factory):
     sweep = dict(ROBOTS_SWEEP, reps=3, until=600.0, grid={"warehouse.robots": [2, 4, 6, 8, 12, 16, 20, 24]}) \
         if os.environ.get("DESIM_SCREENSHOTS") else ROBOTS_SWEEP
     ids["sweep"] = record_sweep(store, tmp, **sweep)
-    port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
-    log = open(tmp / "server.log", "wb")
-    # the real command a user runs (it becomes Streamlit): its defaults are what this test checks
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "desim.app.cli", "dash", "--store", str(store), "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not answer in {SERVER_START} s")
-            time.sleep(0.3)
+    with dashboard_server(store, tmp / "server.log") as (base, port):
         from desim.store import Store
 
         def frames(run_id: str) -> list:
@@ -95,15 +112,6 @@ def server(tmp_path_factory):
 
         yield {"base": base, "store": store, "ids": ids, "log": tmp / "server.log", "port": port,
                "store_frames": frames}
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
 
 
 @pytest.fixture(scope="module")

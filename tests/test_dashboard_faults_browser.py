@@ -5,15 +5,10 @@ is saved (``DESIM_SCREENSHOTS=docs/screenshots`` refreshes the docs' one)."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
-from test_dashboard_browser import (ROOT, SERVER_START, _free_port, browser, metrics, open_page,  # noqa: F401
+from test_dashboard_browser import (ROOT, browser, dashboard_server, metrics, open_page,  # noqa: F401
                                     page_text, shot, shots)
 
 from desim.app import eval as E  # noqa: E402
@@ -30,36 +25,8 @@ def server(tmp_path_factory):
     cases = None if os.environ.get("DESIM_SCREENSHOTS") else ["500_storm", "kill_switch"]
     results, _rows, _windows, _sc, rid = E.run_suite(SCENARIO, guard="both", until=until, cases=cases,
                                                      store=Store(store))
-    port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
-    log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "desim.app.cli", "dash", "--store", str(store), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not answer in {SERVER_START} s")
-            time.sleep(0.3)
+    with dashboard_server(store, tmp / "server.log") as (base, _port):
         yield {"base": base, "store": store, "log": tmp / "server.log", "run_id": rid, "results": results}
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
 
 
 def test_the_faults_page_renders_the_suite(server, browser, shots):  # noqa: F811

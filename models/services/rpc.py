@@ -80,3 +80,9 @@ class RpcAgent(Agent):
             return Reply(None, env.now - t0, timed_out=True)
         body, corrupted = got
         return Reply(body, env.now - t0, corrupted=corrupted)
+
+
+def failed_status(reply: Reply) -> int | None:
+    """The HTTP-like status of a call that got no readable answer: 504 when it timed out, 502 when a
+    link corrupted the answer; None when the answer can be read."""
+    return 504 if reply.timed_out else 502 if reply.corrupted else None

@@ -29,7 +29,7 @@ from desim.guard.core import Response
 from desim.guard.sanitize import Payload
 from desim.models.services.config import PRIMARY, TOOL_NODES, InventoryCfg, ToolsCfg, replica_name
 from desim.models.services.faults import FaultInjector, TokenBucket, byzantine, malform
-from desim.models.services.rpc import RpcAgent
+from desim.models.services.rpc import RpcAgent, failed_status
 from desim.network.distributions import DelaySampler
 
 MSG = 160  # bytes of a call or an answer
@@ -205,10 +205,9 @@ class ToolClient:
         rid = agent._next_id
         reply = yield from agent.rpc(TOOL_NODES[tool], "tool_call", {"tool": tool, "args": request}, self.timeout, size=MSG)
         fault, detail = self.log.faults.pop((agent.name, rid), ("", ""))
-        if reply.timed_out:
-            status, resp = 504, Response(504, None)
-        elif reply.corrupted:
-            status, resp = 502, Response(502, None)
+        bad = failed_status(reply)
+        if bad is not None:
+            status, resp = bad, Response(bad, None)
         else:
             p = reply.payload
             status = int(p["status"])

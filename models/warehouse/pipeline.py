@@ -46,7 +46,7 @@ from desim.guard.core import AllowRules, Guard, Response, ToolSpec
 from desim.guard.sanitize import Payload, near
 from desim.models.services import config as S
 from desim.models.services.inventory import InventoryPrimary, InventoryReplica
-from desim.models.services.rpc import RpcAgent
+from desim.models.services.rpc import RpcAgent, failed_status
 from desim.models.services.tools import SCHEMAS, CallLog, ToolClient, ToolService
 from desim.models.warehouse.model import WarehouseModel
 from desim.models.warehouse.peers import PeerBeliefs
@@ -353,10 +353,9 @@ class Services:
     def _reserve(self, agent: RpcAgent, request):
         t0 = self.sim.now
         reply = yield from agent.rpc(S.PRIMARY, "inv_write", {"items": request["items"]}, self.reserve_timeout + 0.5)
-        if reply.timed_out:
-            status, resp = 504, Response(504, None)
-        elif reply.corrupted:
-            status, resp = 502, Response(502, None)
+        bad = failed_status(reply)
+        if bad is not None:
+            status, resp = bad, Response(bad, None)
         else:
             p = reply.payload
             if p["ok"]:
