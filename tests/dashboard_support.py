@@ -1,4 +1,4 @@
-"""Shared by the dashboard tests (no tests here): fill a store with real runs.
+"""Shared by the dashboard tests (no tests here): fill a store with real runs, and read pages with AppTest.
 
 ``fill_store`` records real, short warehouse and network runs with
 :func:`desim.app.recording.record_run` and real, short training runs with
@@ -15,12 +15,56 @@ another process cannot do on cue.
 """
 from __future__ import annotations
 
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "dashboards" / "app.py")
+TIMEOUT = 60  # seconds an AppTest run may take
+
+
+@contextmanager
+def default_store(path: Path):
+    """``path`` as the dashboard's store (``DESIM_STORE``) while the block runs; the old value after."""
+    old = os.environ.get("DESIM_STORE")
+    os.environ["DESIM_STORE"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("DESIM_STORE", None)
+        else:
+            os.environ["DESIM_STORE"] = old
+
+
+def app_page(page: str | None = None):
+    """The app run by AppTest, switched to ``views/<page>.py`` (None: the home page); no exception on the way."""
+    from streamlit.testing.v1 import AppTest  # lazy: the benchmark imports this module without AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, at.exception
+    return at
+
+
+def metric(at, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def frame_with(at, column: str):
+    """The first table on the page with ``column`` (AppTest does not find dataframes by key)."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with column {column!r}"
+    return found[0]
 SCENARIOS = ROOT / "scenarios"
 
 # (scenario, seed, brain override, simulated seconds)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -12,14 +11,13 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard_support import ToyTrainer, fill_store  # noqa: E402
+from dashboard_support import APP, ToyTrainer, default_store, fill_store, frame_with, metric  # noqa: E402
+from dashboard_support import app_page as app  # noqa: E402
 from desim.dashboards import data as D  # noqa: E402
 from desim.dashboards import groups as G  # noqa: E402
 from desim.dashboards import overtime as O  # noqa: E402
 from desim.store import Store  # noqa: E402
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py")
-TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
@@ -27,36 +25,8 @@ def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dash")
     path = tmp / "store.duckdb"
     ids = fill_store(path, tmp, until=240.0)
-    old = os.environ.get("DESIM_STORE")
-    os.environ["DESIM_STORE"] = str(path)
-    yield path, ids
-    if old is None:
-        os.environ.pop("DESIM_STORE", None)
-    else:
-        os.environ["DESIM_STORE"] = old
-
-
-def app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(f"views/{page}.py").run()
-        assert not at.exception, at.exception
-    return at
-
-
-def metric(at: AppTest, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no metric {label!r}; have {[m.label for m in at.metric]}"
-    return found[0]
-
-
-def frame_with(at: AppTest, column: str):
-    """The first table on the page with ``column`` (AppTest does not find dataframes by key)."""
-    found = [d.value for d in at.dataframe if column in d.value.columns]
-    assert found, f"no table with column {column!r}"
-    return found[0]
+    with default_store(path):
+        yield path, ids
 
 
 def charts(at: AppTest) -> list:

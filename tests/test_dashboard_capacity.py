@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -13,14 +12,13 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard_support import GRID_SWEEP, ROBOTS_SWEEP, record, record_sweep  # noqa: E402
+from dashboard_support import (GRID_SWEEP, ROBOTS_SWEEP, app_page, default_store, frame_with, metric,  # noqa: E402
+                               record, record_sweep)
 from desim.analysis import paired_diff_ci  # noqa: E402
 from desim.app.sweep import SWEEP_POINTS, rows_of, summarise  # noqa: E402
 from desim.dashboards import capacity as P  # noqa: E402
 from desim.store import Store  # noqa: E402
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py")
-TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
@@ -28,37 +26,16 @@ def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("capacity")
     path = tmp / "store.duckdb"
     ids = {"robots": record_sweep(path, tmp, **ROBOTS_SWEEP), "grid": record_sweep(path, tmp, **GRID_SWEEP)}
-    old = os.environ.get("DESIM_STORE")
-    os.environ["DESIM_STORE"] = str(path)
-    yield path, ids
-    if old is None:
-        os.environ.pop("DESIM_STORE", None)
-    else:
-        os.environ["DESIM_STORE"] = old
+    with default_store(path):
+        yield path, ids
 
 
 def capacity(sweep: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    at.switch_page("views/capacity.py").run()
-    assert not at.exception, at.exception
+    at = app_page("capacity")
     if sweep is not None:
         at.selectbox(key="capacity_sweep").select(sweep).run()
         assert not at.exception, at.exception
     return at
-
-
-def metric(at: AppTest, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no metric {label!r}; have {[m.label for m in at.metric]}"
-    return found[0]
-
-
-def frame_with(at: AppTest, column: str) -> pd.DataFrame:
-    found = [d.value for d in at.dataframe if column in d.value.columns]
-    assert found, f"no table with column {column!r}"
-    return found[0]
 
 
 def charts(at: AppTest) -> list:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -13,13 +11,11 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from dashboard_support import ROOT, app_page, default_store, frame_with, metric  # noqa: E402
 from desim.app import eval as E  # noqa: E402
 from desim.store import Store  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "dashboards" / "app.py")
 SCENARIO = ROOT / "scenarios" / "warehouse-pipeline.toml"
-TIMEOUT = 60
 UNTIL = 600.0
 
 
@@ -28,34 +24,12 @@ def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("faults") / "store.duckdb"
     results, _rows, _windows, _sc, rid = E.run_suite(SCENARIO, guard="both", until=UNTIL,
                                                      cases=["500_storm", "kill_switch"], store=Store(path))
-    old = os.environ.get("DESIM_STORE")
-    os.environ["DESIM_STORE"] = str(path)
-    yield path, rid, results
-    if old is None:
-        os.environ.pop("DESIM_STORE", None)
-    else:
-        os.environ["DESIM_STORE"] = old
+    with default_store(path):
+        yield path, rid, results
 
 
 def faults_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    at.switch_page("views/faults.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
-def metric(at: AppTest, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no metric {label!r}; have {[m.label for m in at.metric]}"
-    return found[0]
-
-
-def frame_with(at: AppTest, column: str) -> pd.DataFrame:
-    found = [d.value for d in at.dataframe if column in d.value.columns]
-    assert found, f"no table with column {column!r}"
-    return found[0]
+    return app_page("faults")
 
 
 def charts(at: AppTest) -> dict:
