@@ -95,9 +95,13 @@ class Network:
         self._ids = itertools.count()
         self.sent = self.delivered = self.duplicated = self.retries = 0
         self.dropped: Counter[str] = Counter()
-        self.recording = record_delays  # a recording run: keep the traffic over time too (FlowLog)
         self.flow: FlowLog | None = FlowLog(graph) if record_delays else None
         sim.network = self
+
+    @property
+    def recording(self) -> bool:
+        """A recording run: the traffic over time is kept too (``flow``), and models may keep more."""
+        return self.flow is not None
 
     # -- a message's life -------------------------------------------------
     def send(self, msg: Message) -> None:
