@@ -32,7 +32,6 @@ import torch
 from desim.models.warehouse.env import VectorWarehouseEnv
 from desim.models.warehouse.vector_env import BatchedWarehouseEnv
 
-FLOORS = ("simulated", "batched")
 # keys of a training run's env_kwargs that choose the floors rather than describe the warehouse
 _CHOICE = ("floors", "observations")
 

@@ -29,7 +29,6 @@ import torch
 from pydantic import ValidationError
 
 from desim.models.warehouse.env import scenario_for
-from desim.models.warehouse.features import obs_dim
 from desim.policies.checkpoint import save_checkpoint
 from desim.policies.common import ConfigError, EnvInfo, device as pick_device
 from desim.policies.config import TrainConfig
@@ -258,11 +257,7 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
     except ScenarioError as e:  # what batched floors cannot simulate, named in the file's words
         raise ScenarioError(file, e.field, e.problem) from None
     venv = env
-    n = len(env.agents)
-    if batched:
-        info = EnvInfo(**env.info())
-    else:
-        info = EnvInfo(n_agents=n, obs_dim=obs_dim(tc.obs_radius), state_dim=obs_dim(tc.obs_radius) * n, n_actions=5)
+    info = EnvInfo(**env.info())
     try:
         learner = cls(info, algo_cfg, dev, seed)
         if batched:

@@ -310,6 +310,11 @@ class VectorWarehouseEnv:
         self.episode_returns = np.zeros((n_envs, len(self.agents)))
         self.finished_returns: list[float] = []
 
+    def info(self) -> dict[str, int]:
+        """What a learner needs (``policies.common.EnvInfo``'s fields), as ``BatchedWarehouseEnv.info``."""
+        d, n = self.envs[0]._obs_dim, len(self.agents)
+        return {"n_agents": n, "obs_dim": d, "state_dim": d * n, "n_actions": 5}
+
     def _one(self, k: int):
         env = self.envs[k]
         obs = np.stack([o for o in env._observations().values()])
