@@ -38,7 +38,6 @@ from desim.models.warehouse import Floor
 from desim.models.warehouse.batched import BatchedFloor
 from desim.models.warehouse.layout import SIZES, rware_task
 from desim.models.warehouse.env import VectorWarehouseEnv
-from desim.models.warehouse.features import obs_dim
 from desim.models.warehouse.vector_env import BatchedWarehouseEnv
 from desim.policies.common import EnvInfo
 from desim.policies.mappo import MAPPO
@@ -138,8 +137,7 @@ def bench_mappo(task: str, device: torch.device, quick: bool) -> tuple[float, fl
     batched = steps / (time.perf_counter() - t0)
     venv = VectorWarehouseEnv(8, seed=0, size=layout.name, robots=kw["n_agents"], max_steps=kw["max_steps"],
                               request_queue=kw["request_queue_size"])
-    n = kw["n_agents"]
-    peer = MAPPO(EnvInfo(n_agents=n, obs_dim=obs_dim(1), state_dim=obs_dim(1) * n, n_actions=5), {}, "cpu", 0)
+    peer = MAPPO(EnvInfo(**venv.info()), {}, "cpu", 0)
     steps = 8 * 128 * (1 if quick else 3)
     t0 = time.perf_counter()
     peer.train(venv, steps, lambda s, m: None)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,11 +103,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def browser_times(store: Path) -> dict[str, tuple[float, float]]:
-    """Per page: seconds from navigation to its title, charts and the end of the script run."""
+@contextmanager
+def dashboard_and_browser(store: Path, *chrome_args: str):
+    """`desim dash` on ``store`` and a headless Chromium (extra ``chrome_args``), once the server's port
+    answers; yields ``(driver, base URL)``; both stopped after."""
     from selenium import webdriver
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "desim.app.cli", "dash", "--store", str(store), "--port", str(port)],
@@ -114,11 +115,10 @@ def browser_times(store: Path) -> dict[str, tuple[float, float]]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    for arg in ("--headless=new", "--no-sandbox", *chrome_args, "--disable-dev-shm-usage", "--window-size=1400,1000"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(
         executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver"))
-    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -129,7 +129,19 @@ def browser_times(store: Path) -> dict[str, tuple[float, float]]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the dashboard did not start") from None
                 time.sleep(0.3)
+        yield driver, f"http://127.0.0.1:{port}"
+    finally:
+        driver.quit()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
 
+
+def browser_times(store: Path) -> dict[str, tuple[float, float]]:
+    """Per page: seconds from navigation to its title, charts and the end of the script run."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with dashboard_and_browser(store, "--disable-gpu") as (driver, base):
         def load(path: str, title: str, charts: int) -> float:
             t0 = time.perf_counter()
             driver.get(f"{base}/{path if path != 'home' else ''}")
@@ -143,42 +155,18 @@ def browser_times(store: Path) -> dict[str, tuple[float, float]]:
         load("home", "desim dashboard", 0)  # warm-up: the server imports the app on its first session
         first = {path: load(path, title, charts) for path, _s, title, charts in PAGES}
         return {path: (first[path], load(path, title, charts)) for path, _s, title, charts in PAGES}
-    finally:
-        driver.quit()
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
 
 
 def floor_playback(store: Path) -> dict:
     """The Floor page on the store's one run (a 1-hour small-floor run): load time, payload, fps."""
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "desim.app.cli", "dash", "--store", str(store), "--port", str(port)],
-                            cwd=ROOT, env=dict(os.environ, STREAMLIT_SERVER_FILE_WATCHER_TYPE="none"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(
-        executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver"))
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the dashboard did not start") from None
-                time.sleep(0.3)
-        driver.get(f"http://127.0.0.1:{port}/")
+    with dashboard_and_browser(store) as (driver, base):
+        driver.get(f"{base}/")
         WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.TAG_NAME, "h1"))
         t0 = time.perf_counter()
-        driver.get(f"http://127.0.0.1:{port}/floor")
+        driver.get(f"{base}/floor")
         frame = WebDriverWait(driver, 120, poll_frequency=0.05).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "iframe"))[0]
         driver.switch_to.frame(frame)
@@ -196,10 +184,6 @@ def floor_playback(store: Path) -> dict:
         d1, f1 = int(canvas.get_attribute("data-draws")), int(canvas.get_attribute("data-frame"))
         fps = (d1 - d0) / (time.perf_counter() - t1)
         return {"frames": frames, "html_kb": size / 1024, "load_s": loaded, "fps": fps, "frame_after_4s": f1}
-    finally:
-        driver.quit()
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
 
 
 def main() -> None:
