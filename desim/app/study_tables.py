@@ -14,11 +14,12 @@ from desim.store import declare_table
 
 _ARM = {"arm": pa.string(), "method": pa.string(), "algo": pa.string(), "switch": pa.string(), "setting": pa.string()}
 
+# train_s_per_10k: training wall seconds per 10,000 env steps (rollouts, counterfactuals and updates)
 STUDY_SEEDS = declare_table(  # one row per (arm, seed): what that training run measured
     "study_seeds", {**_ARM, "seed": pa.int64(), "train_run": pa.string(), "steps": pa.int64(),
                     "final_return": pa.float64(), "converged": pa.bool_(), "steps_to_converge": pa.float64(),
                     "traceability": pa.float64(), "traceability_pooled": pa.float64(),
-                    "update_wall_s": pa.float64(), "params": pa.int64(), "config_lines": pa.int64(),
+                    "train_s_per_10k": pa.float64(), "params": pa.int64(), "config_lines": pa.int64(),
                     "dph_tick": pa.float64(), "dph_event": pa.float64(), "production_gap": pa.float64(),
                     "wall_s": pa.float64()},
     required=("arm", "seed"))
@@ -29,7 +30,7 @@ STUDY_ARMS = declare_table(  # one row per arm: the seeds summarised, beside the
     "study_arms", {**_ARM, "seeds": pa.int64(), "return_mean": pa.float64(), "return_std": pa.float64(),
                    "return_var": pa.float64(), "converged_frac": pa.float64(), "steps_to_converge_mean": pa.float64(),
                    "traceability_mean": pa.float64(), "traceability_defined": pa.int64(),
-                   "traceability_pooled_mean": pa.float64(), "update_wall_s": pa.float64(), "params": pa.int64(),
+                   "traceability_pooled_mean": pa.float64(), "train_s_per_10k": pa.float64(), "params": pa.int64(),
                    "config_lines": pa.int64(), "dph_tick_mean": pa.float64(), "dph_event_mean": pa.float64(),
                    "production_gap_mean": pa.float64(), "rated_complexity": pa.string(),
                    "rated_stability": pa.string(), "rated_traceability": pa.string()},
