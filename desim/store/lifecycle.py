@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KINDS", "STATUSES", "TERMINAL", "RunHandle", "RunLifecycle", "code_version", "with_effective_status"]
 
-KINDS = ("run", "train", "sweep", "eval")  # eval: a failure suite (desim eval)
+KINDS = ("run", "train", "sweep", "eval", "study")  # eval: a failure suite (desim eval); study: desim study
 STATUSES = ("running", "complete", "failed", "interrupted")
 TERMINAL = ("complete", "failed", "interrupted")
 
