@@ -35,6 +35,7 @@ PAGES = [
     ("whatif.py", "What-if", ":material/science:", "what-if"),
     ("capacity.py", "Capacity", ":material/stacked_line_chart:", "capacity"),
     ("faults.py", "Faults", ":material/bug_report:", "faults"),
+    ("credit.py", "Credit", ":material/balance:", "credit"),
 ]
 pages = [st.Page(_PAGES / script, title=title, icon=icon, url_path=path, default=(i == 0))
          for i, (script, title, icon, path) in enumerate(PAGES)]
