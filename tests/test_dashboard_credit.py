@@ -96,10 +96,15 @@ NS_ARMS = [
 ]
 
 
+def credit_study(path) -> str:
+    """A credit study in the store at ``path``; returns its run id."""
+    return write_study(Store(path), "credit", CREDIT_ARMS)
+
+
 @pytest.fixture(scope="module")
 def credit_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("credit") / "s.duckdb"
-    rid = write_study(Store(path), "credit", CREDIT_ARMS)
+    rid = credit_study(path)
     with default_store(path):
         yield path, rid
 

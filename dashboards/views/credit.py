@@ -79,7 +79,12 @@ def arms_table(arms: pd.DataFrame) -> pd.DataFrame:
             "complexity (rated)": a.rated_complexity or "",
             "deliveries/h tick": _num(a.dph_tick_mean, 1), "deliveries/h event": _num(a.dph_event_mean, 1),
             "production gap": _num(a.production_gap_mean, pct=True)})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if not out.empty and (out["method"] == out["arm"]).all():  # columns that would only repeat: left out
+        out = out.drop(columns="method")
+    if not out.empty and out["algo"].nunique() == 1:
+        out = out.drop(columns="algo")
+    return out
 
 
 def curve_bands(curves: pd.DataFrame) -> pd.DataFrame:
