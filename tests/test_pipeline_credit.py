@@ -20,6 +20,7 @@ from desim.app.scenario import load
 from desim.models.warehouse.contribution import traceability
 from desim.models.warehouse.pipeline_credit import AGENTS, PIPELINE_CREDIT, ProceedBrain
 from desim.scenario import ScenarioError, validate
+from desim.store import Store
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 PIPELINE = SCENARIOS / "warehouse-pipeline.toml"
@@ -66,11 +67,16 @@ def test_contributions_are_outcome_differences(credit):
         assert credit.totals[a]["true"] == sum(r.true for r in rows if r.agent == a)
 
 
-def test_store_rows_match_the_declared_table(credit):
+def test_store_rows_match_the_declared_table(credit, tmp_path):
     cols = credit.rows()
     assert list(cols) == list(PIPELINE_CREDIT.columns)
     assert all(len(v) == len(credit.orders) for v in cols.values())
     assert set(cols["seed"]) == {1} and set(cols["agent"]) == set(AGENTS)
+    store = Store(tmp_path / "s.duckdb")
+    with store.run("study") as h:
+        h.append(PIPELINE_CREDIT.name, cols)
+    t = store.table(PIPELINE_CREDIT.name)
+    assert t.num_rows == len(credit.orders) and t.column("true").to_pylist() == cols["true"]
 
 
 def test_no_initial_stock_procurement_made_the_difference_for_every_completed_order():
