@@ -273,6 +273,11 @@ def test_every_page_renders(server, browser, shots):
     assert "drops by reason per" in page_text(browser)
     shot(browser, shots, "network")
 
+    # Credit, by its path: no study in this store, so the page names the command that makes one
+    open_page(browser, server, "credit", "Credit", charts=0)
+    text = page_text(browser)
+    assert "No studies in this store yet" in text and "desim study credit scenarios/train-tiny.toml" in text
+
 
 def test_the_floor_plays(server, browser, shots):
     """The Floor page by its path: press Play and the canvas moves by itself (no rerun of the script)."""

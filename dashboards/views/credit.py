@@ -64,7 +64,7 @@ def arms_table(arms: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for a in arms.itertuples(index=False):
         trace = r_text(a.traceability_mean)
-        if pd.notna(a.traceability_mean) and a.traceability_defined < a.seeds:
+        if pd.notna(a.traceability_mean) and pd.notna(a.traceability_defined) and a.traceability_defined < a.seeds:
             trace += f" ({int(a.traceability_defined)} of {int(a.seeds)} seeds defined)"
         rows.append({
             "arm": a.arm, "method": a.method, "algo": a.algo, "seeds": int(a.seeds),
@@ -400,7 +400,9 @@ m[2].metric("Steps per run", f"{int(cfg['steps']):,}" if cfg.get("steps") else "
 best = arms.loc[arms["return_mean"].idxmax()] if arms["return_mean"].notna().any() else None
 m[3].metric("Best final return", "–" if best is None else f"{best['return_mean']:.2f}",
             help=None if best is None else f"arm {best['arm']}")
-st.caption(f"`{cfg.get('file') or run.get('scenario')}`, algorithms {', '.join(cfg.get('algos') or []) or '?'}; "
+algos = cfg.get("algos") or []
+algos = algos if isinstance(algos, str) else ", ".join(map(str, algos))
+st.caption(f"`{cfg.get('file') or run.get('scenario')}`, algorithms {algos or '?'}; "
            f"{kind} study, {run.get('status')}.")
 
 if kind == "nonstationarity":
