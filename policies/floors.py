@@ -53,11 +53,20 @@ def make_floors(env_kwargs: dict, n_envs: int, seed: int, device: str | torch.de
 
 
 class HostView:
-    """A batched env seen with numpy arrays (what the held-out evaluation's ``decide`` takes)."""
+    """A batched env seen with numpy arrays: what the held-out evaluation's ``decide`` takes, and what the
+    learners without an on-device loop (VDN, QMIX, COMA) train on when the floors are batched."""
 
     def __init__(self, venv: BatchedWarehouseEnv):
         self.venv = venv
         self.agents = venv.agents
+        self.envs = range(venv.n_envs)  # what host loops count copies by (len(venv.envs))
+
+    @property
+    def finished_returns(self) -> list:
+        return self.venv.finished_returns
+
+    def info(self) -> dict:
+        return self.venv.info()
 
     @staticmethod
     def _np(xs) -> tuple[np.ndarray, ...]:

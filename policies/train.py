@@ -32,7 +32,7 @@ from desim.models.warehouse.env import scenario_for
 from desim.policies.checkpoint import save_checkpoint
 from desim.policies.common import ConfigError, EnvInfo, device as pick_device
 from desim.policies.config import TrainConfig
-from desim.policies.floors import make_floors
+from desim.policies.floors import HostView, make_floors
 from desim.policies.ondevice import check_supported
 from desim.policies.rollback import Decision, Gatekeeper, held_out_return
 from desim.policies.spec import learner_class, learner_names
@@ -41,7 +41,7 @@ from desim.scenario import ScenarioBase, ScenarioError, error_of, parse, to_data
 from desim.store import DEFAULT_STORE, Store
 
 # train_curves metrics written to the store (anything else a learner logs stays in memory)
-BATCHED_ALGOS = ("mappo", "ippo")  # learners with an on-device loop (policies.ondevice)
+BATCHED_ALGOS = ("mappo", "ippo")  # learners with an on-device loop (policies.ondevice); the others use a HostView
 BATCHED_CREDITS = ("global", "difference")  # reward allocations only batched floors compute
 CURVE_METRICS = ("return", "loss", "policy_loss", "value_loss", "entropy", "value_error", "approx_kl", "clip_frac",
                  "td_error", "q_mean", "epsilon", "rollout_s", "update_s", "env_steps_per_s", "eval_return")
@@ -237,9 +237,6 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
     env_kwargs = {"scenario": to_data(sc), "max_steps": tc.episode_steps, "obs_radius": tc.obs_radius}
     batched = tc.floors == "batched"
     if batched:
-        if algo not in BATCHED_ALGOS:
-            raise ValueError(f"batched floors train {' and '.join(BATCHED_ALGOS)}; {algo} trains on simulated floors "
-                             '([train] floors = "simulated", without --envs)')
         env_kwargs.update(floors="batched", observations=tc.observations)
     elif tc.credit in BATCHED_CREDITS:
         raise ScenarioError(file, "train.credit", f'credit = "{tc.credit}" needs batched floors (--envs N, or [train] '
@@ -256,7 +253,8 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
                           shaping_gamma=tc.shaping_gamma, shaping_potential=tc.shaping_potential)
     except ScenarioError as e:  # what batched floors cannot simulate, named in the file's words
         raise ScenarioError(file, e.field, e.problem) from None
-    venv = env
+    # learners without an on-device loop step batched floors through a host view (numpy in and out)
+    venv = HostView(env) if batched and algo not in BATCHED_ALGOS else env
     info = EnvInfo(**env.info())
     try:
         learner = cls(info, algo_cfg, dev, seed)

@@ -209,6 +209,13 @@ def dash(
 Observations = enum.Enum("Observations", {"features": "features", "rware": "rware"}, type=str)
 
 
+def _learning():
+    """The learning stack (training and studies: desim.app.study, which holds ``train`` too), imported on use."""
+    from desim.app import study  # lazy: torch and the learners cost ~1.5 s that the other commands skip
+
+    return study
+
+
 @app.command()
 def train(
     scenario: Path = typer.Argument(..., help="scenario TOML file with a warehouse section (and optionally a train section)"),
@@ -223,8 +230,6 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train a learner on a scenario: curves to the store, versioned checkpoints, rollback."""
-    from desim.policies.train import train as run_training  # lazy: torch and the learners cost ~1.5 s
-
     if algo not in learner_names():
         fail(f"--algo: unknown algo {algo!r} (expected one of {', '.join(learner_names())})")
     if not DEVICE.match(device):
@@ -237,7 +242,7 @@ def train(
         sc = load(scenario)
         _store(store, must_exist=False)  # before training: a bad store path costs nothing (a new one is not created here)
         train_cfg = ({"floors": "batched", "n_envs": envs} if envs is not None else {}) | ({"observations": obs.value} if obs else {})
-        result = run_training(sc, algo, steps, scenario_text=Path(scenario).read_text(), file=str(scenario), device=device, seed=seed, out_dir=out, store_path=store,
+        result = _learning().train(sc, algo, steps, scenario_text=Path(scenario).read_text(), file=str(scenario), device=device, seed=seed, out_dir=out, store_path=store,
                               progress=not json_out, train_cfg=train_cfg)
     except (ScenarioError, StoreError, ValueError) as e:
         fail(str(e))
@@ -457,6 +462,145 @@ def _print_eval(results: list[dict], name: str, run_id: Optional[str]) -> None:
                   f"{r['retries']} ({r['retry_bound']})", str(r["deadlocks"]), f"{r['completed']}/{r['failed']}/{r['pending']}",
                   str(r["lost"]), harm, guards, "yes" if r["passed"] else f"NO: {r['failures']}")
     _print_table(t)
+
+
+study_app = typer.Typer(no_args_is_help=True, help="Credit assignment and nonstationarity, measured (docs/credit.md).")
+app.add_typer(study_app, name="study")
+
+
+def _study_common(scenario: Path, seeds: int, steps: int, workers: int, store: Optional[Path]) -> Store:
+    if seeds < 1:
+        fail(f"--seeds: must be at least 1, got {seeds}")
+    if steps < 1:
+        fail(f"--steps: must be positive, got {steps}")
+    if workers < 1:
+        fail(f"--workers: must be at least 1, got {workers}")
+    try:
+        load(scenario)
+        return _store(store, must_exist=False)
+    except (ScenarioError, StoreError, ValueError) as e:
+        fail(str(e))
+
+
+def _run_study(kind: str, scenario: Path, algos: list[str], seeds: int, steps: int, envs: int, episodes: int,
+               until: float, event: Optional[Path], workers: int, store: Optional[Path], target: Optional[float],
+               json_out: bool) -> None:
+    S = _learning()
+    st = _study_common(scenario, seeds, steps, workers, store)
+    for a in algos:
+        if a not in learner_names():
+            fail(f"--algos: unknown algo {a!r} (expected some of {', '.join(learner_names())})")
+    bar = _EvalBar(not json_out)
+    try:
+        rep = S.run_study(kind, scenario, algos=algos, seeds=seeds, steps=steps, envs=envs, episodes=episodes,
+                          until=until, event=event, workers=workers, store_path=st.path, target=target,
+                          progress=bar.update)
+    except (ScenarioError, StoreError, ValueError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    finally:
+        bar.close()
+    if json_out:
+        sys.stdout.write(json.dumps({k: v for k, v in rep.items() if k != "credit"}, default=float) + "\n")
+        return
+    _print_study(rep, kind, seeds, steps)
+
+
+def _print_study(rep: dict, kind: str, seeds: int, steps: int) -> None:
+    t = Table(title=f"study {rep['run_id']}: {kind}, {seeds} seeds x {steps:,} env steps "
+                    f"(converged: last two held-out returns >= {rep['target']:.2f}, within 25%)")
+    cols = ["arm", "return (sd)", "converged", "steps to conv.", "traceability", "s/10k steps", "params",
+            "config lines", "deliv./h tick", "deliv./h event", "gap"]
+    if kind == "credit":
+        cols += ["rated (cx/st/tr)"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("arm", "rated (cx/st/tr)") else "right")
+    for a in rep["arms"]:
+        tr = "undefined" if not math.isfinite(a["traceability_mean"]) else f"{a['traceability_mean']:+.2f}"
+        row = [a["arm"] + (f" [{a['setting']}]" if a["setting"] else ""),
+               f"{a['return_mean']:.2f} ({_fmt(a['return_std'])})", f"{a['converged_frac']:.0%}",
+               _fmt(a["steps_to_converge_mean"]), tr, f"{a['train_s_per_10k']:.2f}", f"{a['params']:,}",
+               str(a["config_lines"]), f"{a['dph_tick_mean']:.1f}", f"{a['dph_event_mean']:.1f}",
+               "-" if not math.isfinite(a["production_gap_mean"]) else f"{a['production_gap_mean']:+.0%}"]
+        if kind == "credit":
+            row.append(f"{a['rated_complexity']} / {a['rated_stability']} / {a['rated_traceability']}")
+        t.add_row(*row)
+    console.print(t)
+    console.print(f"store: {rep['store']} (run {rep['run_id']}); `desim report {rep['run_id']}` writes the report")
+
+
+@study_app.command("credit")
+def study_credit(
+    scenario: Path = typer.Argument(..., help="a tick-tempo warehouse scenario to train on (e.g. scenarios/train-tiny.toml)"),
+    algos: str = typer.Option("mappo,vdn", help="learners, comma-separated: mappo/ippo train global, difference and shaped rewards; vdn/qmix are value decomposition"),
+    seeds: int = typer.Option(5, help="training seeds per arm (0..N-1)"),
+    steps: int = typer.Option(500_000, help="env steps per training run"),
+    envs: int = typer.Option(256, min=1, max=65_536, help="batched floors per training run"),
+    episodes: int = typer.Option(64, min=1, max=65_536, help="episodes played to measure traceability"),
+    until: float = typer.Option(3600.0, min=1.0, help="simulated seconds of each deployment run (tick and event tempo)"),
+    event: Optional[Path] = typer.Option(None, help="the event-tempo scenario to deploy on (default: the scenario in the event tempo with a wireless network)"),
+    workers: int = typer.Option(1, help="training runs at once (local processes)"),
+    target: Optional[float] = typer.Option(None, help="the held-out return a seed must hold to count as converged (default: half the study's best)"),
+    store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Train each reward allocation (global, difference, value decomposition, shaped) over N seeds and measure
+    stability, traceability, complexity and performance."""
+    _run_study("credit", scenario, [a.strip() for a in algos.split(",") if a.strip()], seeds, steps, envs, episodes,
+               until, event, workers, store, target, json_out)
+
+
+@study_app.command("nonstationarity")
+def study_nonstationarity(
+    scenario: Path = typer.Argument(..., help="a tick-tempo warehouse scenario to train on (simulated floors)"),
+    algo: str = typer.Option("mappo", help="the learner (mappo, ippo, vdn, qmix, coma)"),
+    seeds: int = typer.Option(5, help="training seeds per arm (0..N-1)"),
+    steps: int = typer.Option(100_000, help="env steps per training run"),
+    episodes: int = typer.Option(64, min=1, max=65_536, help="episodes played to measure traceability"),
+    until: float = typer.Option(3600.0, min=1.0, help="simulated seconds of each deployment run"),
+    event: Optional[Path] = typer.Option(None, help="the event-tempo scenario to deploy on (default: derived)"),
+    workers: int = typer.Option(1, help="training runs at once (local processes)"),
+    target: Optional[float] = typer.Option(None, help="the held-out return a seed must hold to count as converged"),
+    store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Train with each nonstationarity switch off and on (reward normalisation, role rotation, asynchronous
+    adoption, the staleness filter, the jitter buffer) and measure the effects."""
+    _run_study("nonstationarity", scenario, [algo], seeds, steps, 8, episodes, until, event, workers, store, target,
+               json_out)
+
+
+@study_app.command("pipeline")
+def study_pipeline(
+    scenario: Path = typer.Argument(..., help="a scenario with the order pipeline (e.g. scenarios/warehouse-pipeline.toml)"),
+    seeds: int = typer.Option(5, help="seeds (1..N)"),
+    until: Optional[float] = typer.Option(None, min=1.0, help="simulated seconds (default: the scenario's)"),
+    store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Which pipeline agent's decisions made each order: counterfactual re-runs beside assigned credit."""
+    S = _learning()
+    st = _study_common(scenario, seeds, 1, 1, store)
+    bar = _EvalBar(not json_out)
+    try:
+        rep = S.run_pipeline_study(scenario, seeds=seeds, until=until, store_path=st.path, progress=bar.update)
+    except (ScenarioError, StoreError, ValueError) as e:
+        fail(str(e))
+    finally:
+        bar.close()
+    if json_out:
+        sys.stdout.write(json.dumps(rep, default=float) + "\n")
+        return
+    t = Table(title=f"pipeline study {rep['run_id']}: {seeds} seeds, {rep['orders']} orders "
+                    f"({rep['completed']} completed, {rep['failed']} failed, {rep['pending']} pending)")
+    for c in ("agent", "true contribution", "global credit", "local credit"):
+        t.add_column(c, justify="left" if c == "agent" else "right")
+    for a in rep["agents"]:
+        t.add_row(a["agent"], _fmt(a["true"]), _fmt(a["assigned_global"]), _fmt(a["assigned_local"]))
+    console.print(t)
+    console.print("traceability: " + ", ".join(f"{k} {'undefined' if not math.isfinite(v) else f'{v:+.2f}'}"
+                                                for k, v in rep["traceability"].items()))
 
 
 @app.command()
