@@ -605,11 +605,12 @@ def study_pipeline(
 
 @app.command()
 def report(
-    sweep_id: str = typer.Argument(..., help="a sweep's run id (or unique prefix/suffix, or `latest` sweep)"),
+    sweep_id: str = typer.Argument(..., help="a sweep's or a study's run id (or unique prefix/suffix, or `latest`: the latest sweep)"),
     out: Optional[Path] = typer.Option(None, help="folder for report.md and its PNG plots (default reports/SWEEP_ID)"),
     store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
 ) -> None:
-    """Write a sweep's report: Markdown with PNG plots (intervals, the saturation point, where time goes)."""
+    """Write a sweep's or a study's report: Markdown with PNG plots (a sweep: intervals, the saturation point,
+    where time goes; a study: its table, learning curves, stability, traceability, deliveries per hour)."""
     from desim.app.report import write_report  # lazy: matplotlib, only for this command
 
     st = _store(store)

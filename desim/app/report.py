@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from desim.analysis import paired_diff_ci  # noqa: E402
+from desim.app.study_report import write_study_report  # noqa: E402
 from desim.app.sweep import SWEEP_POINTS, rows_of, summarise  # noqa: E402
 from desim.models.warehouse.robot_time import STATES, WAITING  # noqa: E402
 
@@ -46,7 +47,9 @@ def _fmt(v: Any) -> str:
 
 
 def write_report(store, run_id: str, out: str | Path | None = None) -> Path:
-    """Write ``OUT/report.md`` and its plots for sweep ``run_id``; return the Markdown file's path."""
+    """Write ``OUT/report.md`` and its plots for sweep (or study) ``run_id``; return the Markdown file's path."""
+    if store.get_run(run_id).get("kind") == "study":
+        return write_study_report(store, run_id, out)
     cfg, results = _load(store, run_id)
     rep = summarise(cfg, run_id, results)
     out = Path(out or Path("reports") / run_id)

@@ -164,7 +164,7 @@ def converged(curve: list[tuple[int, float]], target: float) -> tuple[bool, floa
     Converged: the last two evaluations both reach ``target`` (``CONVERGE_FRAC`` of the best held-out
     return any run of the study reached, unless given) and differ by at most ``PLATEAU`` of their mean
     (a plateau, not a curve still rising through the target). Steps to converge: the first checkpoint
-    from which every later evaluation reaches the target (nan when none)."""
+    from which every later evaluation reaches the target (nan unless converged)."""
     if not curve or not math.isfinite(target) or target <= 0:
         return False, math.nan
     rets = [r for _, r in curve]
@@ -175,7 +175,8 @@ def converged(curve: list[tuple[int, float]], target: float) -> tuple[bool, floa
             break
     last = rets[-2:] if len(rets) >= 2 else rets
     plateau = len(last) == 2 and abs(last[0] - last[1]) <= PLATEAU * max(np.mean(last), 1e-9)
-    return bool(all(r >= target for r in last) and plateau), first
+    ok = bool(all(r >= target for r in last) and plateau)
+    return ok, first if ok else math.nan
 
 
 # -- one (arm, seed) -----------------------------------------------------------------------------
