@@ -1,5 +1,13 @@
-"""The Credit page under streamlit.testing (AppTest): a credit study, a nonstationarity study and a
-pipeline study, each one ``study`` run of the store, and a store with no study at all."""
+"""The Credit page under streamlit.testing (AppTest).
+
+``real_store``: a credit study made by the real command (``desim study credit scenarios/train-tiny.toml
+--algos mappo --seeds 2 --steps 4096``, with fewer floors, episodes and deployment seconds); the page's
+table, curves, per-seed returns and traceability titles are checked against that study's tables.
+A study that short learns nothing (every return 0), so the figures a longer one gives (a spread across
+seeds, traceability defined for some seeds only, a nonstationarity study's on/off pairs with their
+controls, a pipeline study) are written through the store API in the tables' declared schemas
+(``write_study``). And a store with no study at all.
+"""
 from __future__ import annotations
 
 import json
@@ -31,7 +39,7 @@ def _arm_row(arm, method, algo, switch, setting, seeds, rets, trace, defined, ra
     return {"arm": arm, "method": method, "algo": algo, "switch": switch, "setting": setting, "seeds": seeds,
             "return_mean": rets.mean(), "return_std": rets.std(ddof=1), "return_var": rets.var(ddof=1),
             "converged_frac": 0.5, "steps_to_converge_mean": steps_conv, "traceability_mean": trace,
-            "traceability_defined": defined, "traceability_pooled_mean": trace, "update_wall_s": 0.012,
+            "traceability_defined": defined, "traceability_pooled_mean": trace, "train_s_per_10k": 7.5,
             "params": 4242, "config_lines": 2, "dph_tick_mean": dph[0], "dph_event_mean": dph[1],
             "production_gap_mean": dph[1] / dph[0] - 1, "rated_complexity": ratings[0],
             "rated_stability": ratings[1], "rated_traceability": ratings[2], "_finals": list(rets)}
@@ -41,13 +49,17 @@ def _columns(rows: list[dict]) -> dict:
     return {k: [r[k] for r in rows] for k in rows[0] if not k.startswith("_")}
 
 
-def write_study(store: Store, study: str, arms: list[dict], credit: bool = True, steps: int = 4096) -> str:
-    """A study run written through the store API, in the study tables' declared schemas."""
+def write_study(store: Store, study: str, arms: list[dict], credit: bool = True, steps: int = 4096,
+                controls: dict | None = None) -> str:
+    """A study run written through the store API, in the study tables' declared schemas; ``controls``
+    (arm -> the arm it is compared with) go in the config's ``arms`` as ``desim study`` writes them."""
     _study_kind()
     rng = np.random.default_rng(0)
     seeds = int(arms[0]["seeds"])
-    with store.run("study", scenario="train-tiny", config={"study": study, "file": "scenarios/train-tiny.toml",
-                                                          "algos": ["mappo"], "seeds": seeds, "steps": steps}) as run:
+    config = {"study": study, "file": "scenarios/train-tiny.toml", "algos": ["mappo"], "seeds": seeds, "steps": steps,
+              "arms": [{"name": a["arm"], "switch": a["switch"], "setting": a["setting"],
+                        "control": (controls or {}).get(a["arm"], "")} for a in arms]}
+    with store.run("study", scenario="train-tiny", config=config) as run:
         run.append(T.STUDY_ARMS.name, _columns(arms))
         seed_rows, curve_rows, credit_rows = [], [], []
         for a in arms:
@@ -58,7 +70,7 @@ def write_study(store: Store, study: str, arms: list[dict], credit: bool = True,
                                   "steps_to_converge": a["steps_to_converge_mean"] if s == 0 else math.nan,
                                   "traceability": a["traceability_mean"],
                                   "traceability_pooled": a["traceability_pooled_mean"],
-                                  "update_wall_s": 0.012, "params": 4242, "config_lines": 2,
+                                  "train_s_per_10k": 7.5, "params": 4242, "config_lines": 2,
                                   "dph_tick": a["dph_tick_mean"], "dph_event": a["dph_event_mean"],
                                   "production_gap": a["production_gap_mean"], "wall_s": 3.0})
                 for k, step in enumerate(range(1024, steps + 1, 1024)):
@@ -93,7 +105,10 @@ NS_ARMS = [
              2048.0, (110.0, 99.0)),
     _arm_row("adoption_lag", "individual", "mappo", "asynchronous adoption", "on", 2, [0.8, 1.4], 0.3, 2,
              ("", "", ""), math.nan, (95.0, 70.0)),
+    _arm_row("staleness", "individual", "mappo", "staleness filter", "on", 2, [1.1, 1.3], 0.3, 2, ("", "", ""),
+             1024.0, (97.0, 80.0)),
 ]
+NS_CONTROLS = {"reward_norm": "baseline", "adoption_lag": "baseline", "staleness": "adoption_lag"}
 
 
 def credit_study(path) -> str:
@@ -114,11 +129,11 @@ def other_store(tmp_path_factory):
     """A nonstationarity study, then a pipeline study (the newest, listed first)."""
     path = tmp_path_factory.mktemp("credit-other") / "s.duckdb"
     store = Store(path)
-    ns = write_study(store, "nonstationarity", NS_ARMS, credit=False)
+    ns = write_study(store, "nonstationarity", NS_ARMS, credit=False, controls=NS_CONTROLS)
     rows = []
     for order in range(6):
         for agent, true in (("picker", 1.0 + order % 3), ("packer", 0.5)):
-            rows.append({"seed": 0, "order": f"o{order}", "outcome": "completed", "reason": "", "agent": agent,
+            rows.append({"seed": 0, "order": order, "outcome": "completed", "reason": "", "agent": agent,
                          "true": true, "assigned_global": 1.0, "assigned_local": true * 0.9})
     with store.run("study", scenario="warehouse-pipeline", config={"study": "pipeline", "seeds": 1, "steps": 0}) as run:
         run.append("pipeline_credit", _columns(rows))
@@ -127,8 +142,23 @@ def other_store(tmp_path_factory):
         yield path, ns, pipe
 
 
+def _title(spec: dict):
+    t = spec.get("title")
+    return t.get("text") if isinstance(t, dict) else t
+
+
 def charts(at: AppTest) -> dict:
-    return {json.loads(c.proto.spec).get("title"): c for c in at.get("vega_lite_chart")}
+    """The page's charts by title (a title with a subtitle: by its text)."""
+    return {_title(json.loads(c.proto.spec)): c for c in at.get("vega_lite_chart")}
+
+
+def r_text(r) -> str:
+    return "undefined" if pd.isna(r) else f"{r:.2f}"
+
+
+def subtitle(chart) -> str | None:
+    t = json.loads(chart.proto.spec).get("title")
+    return t.get("subtitle") if isinstance(t, dict) else None
 
 
 def datasets(chart) -> list[pd.DataFrame]:
@@ -166,6 +196,8 @@ def test_credit_study_charts(credit_store):
     at = app_page("credit")
     cs = charts(at)
     assert "global: r = undefined" in cs and "difference: r = 0.83" in cs, list(cs)
+    assert subtitle(cs["global: r = undefined"]) == "pooled r = undefined"
+    assert subtitle(cs["difference: r = 0.83"]) == "pooled r = 0.83"
     global_pts = datasets(cs["global: r = undefined"])[0]
     assert len(global_pts) == 2 * 4 * 2  # seeds x episodes x robots
     bands = datasets(cs["held-out return per arm (mean across seeds, band min–max)"])[0]
@@ -187,16 +219,18 @@ def test_nonstationarity_study_on_off_pairs(other_store):
     at.selectbox(key="credit_run").select(ns).run()
     assert not at.exception, at.exception
     pairs = frame_with(at, "arm · on")
-    assert list(pairs["switch"]) == ["reward normalisation", "asynchronous adoption"]
+    assert list(pairs["switch"]) == ["reward normalisation", "asynchronous adoption", "staleness filter"]
     p = pairs.set_index("switch")
-    assert list(p["arm · on"]) == ["reward_norm", "adoption_lag"] and set(p["arm · off"]) == {"baseline"}
+    assert list(p["arm · on"]) == ["reward_norm", "adoption_lag", "staleness"]
+    assert list(p["arm · off"]) == ["baseline", "baseline", "adoption_lag"]  # each against its control
+    assert p.loc["staleness filter", "steps to converge · off"] == "never"  # adoption_lag's, not the baseline's
     assert p.loc["reward normalisation", "steps to converge · on"] == "2,048"
     assert p.loc["reward normalisation", "steps to converge · off"] == "3,072"
     assert p.loc["asynchronous adoption", "steps to converge · on"] == "never"
     assert p.loc["asynchronous adoption", "return std · on"] == f"{NS_ARMS[2]['return_std']:,.2f}"
     assert p.loc["reward normalisation", "production gap · on"] == "-10.0%"
     speed = datasets(charts(at)["steps to converge (speed)"])[0]
-    assert len(speed) == 4 and set(speed["setting"]) == {"on", "off"}
+    assert len(speed) == 6 and set(speed["setting"]) == {"on", "off"}
 
 
 def test_pipeline_study_per_agent(other_store):
@@ -219,3 +253,70 @@ def test_no_study_names_the_command(tmp_path, monkeypatch):
     assert at.title[0].value == "Credit"
     assert any(i.value.startswith(f"No studies in this store yet: run `desim study credit scenarios/train-tiny.toml "
                                   f"--store {path}`") for i in at.info), [i.value for i in at.info]
+
+
+# --------------------------------------------------------------------------- a real `desim study credit`
+
+# the brief's command, with fewer batched floors, traceability episodes and deployment seconds than the defaults
+CLI_STUDY = ["study", "credit", "scenarios/train-tiny.toml", "--algos", "mappo", "--seeds", "2", "--steps", "4096",
+             "--envs", "8", "--episodes", "8", "--until", "300"]
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory):
+    """A credit study made by the real command (``desim study credit``) into a fresh store."""
+    import subprocess
+    import sys
+
+    from dashboard_support import ROOT
+
+    path = tmp_path_factory.mktemp("credit-cli") / "s.duckdb"
+    done = subprocess.run([sys.executable, "-m", "desim.app.cli", *CLI_STUDY, "--store", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    (run,) = [r for r in Store(path).list_runs() if r["kind"] == "study"]
+    with default_store(path):
+        yield path, run
+
+
+def test_real_credit_study_arms_table_is_the_stores(real_store):
+    path, run = real_store
+    arms = Store(path).table(T.STUDY_ARMS.name, run["run_id"]).to_pandas()
+    assert len(arms) >= 3 and {"global", "difference", "shaped"} <= set(arms["arm"])
+    at = app_page("credit")
+    assert at.selectbox(key="credit_run").value == run["run_id"]
+    (label,) = at.selectbox(key="credit_run").options  # the study's label: what it is, not only its id
+    assert label.startswith("train-tiny · ") and label.endswith(run["run_id"])
+    assert "credit study" in label and "2 seeds" in label and "4,096 steps" in label
+    assert metric(at, "Arms") == str(len(arms)) and metric(at, "Seeds per arm") == "2"
+    table = frame_with(at, "traceability (rated)").set_index("arm")
+    assert list(table.index) == list(arms["arm"])
+    for a in arms.itertuples(index=False):
+        r = table.loc[a.arm]
+        assert r["seeds"] == a.seeds == 2
+        assert r["return (mean)"] == f"{a.return_mean:,.2f}" and r["return std"] == f"{a.return_std:,.2f}"
+        assert r["converged"] == f"{a.converged_frac:.0%}"
+        assert (r["stability (rated)"], r["traceability (rated)"], r["complexity (rated)"]) == (
+            a.rated_stability, a.rated_traceability, a.rated_complexity)
+        assert a.rated_stability and a.rated_traceability and a.rated_complexity  # the credit study rates every arm
+        assert r["params"] == f"{int(a.params):,}" and int(a.params) > 0
+        assert r["deliveries/h tick"] == f"{a.dph_tick_mean:,.1f}" and r["deliveries/h event"] == f"{a.dph_event_mean:,.1f}"
+        trace = r["traceability r"]
+        if pd.isna(a.traceability_mean):
+            assert trace == "undefined"  # never 0
+        else:
+            assert trace.startswith(f"{a.traceability_mean:.2f}")
+    cs = charts(at)
+    for a in arms.itertuples(index=False):
+        want = f"{a.arm}: r = {'undefined' if pd.isna(a.traceability_mean) else f'{a.traceability_mean:.2f}'}"
+        assert want in cs, (want, list(cs))
+        assert subtitle(cs[want]) == f"pooled r = {r_text(a.traceability_pooled_mean)}"
+    curves = Store(path).table(T.STUDY_CURVES.name, run["run_id"]).to_pandas()
+    bands = datasets(cs["held-out return per arm (mean across seeds, band min–max)"])[0]
+    want = curves.groupby(["arm", "step"])["eval_return"].agg(["mean", "min", "max"]).reset_index()
+    got = bands.merge(want, on=["arm", "step"])
+    assert len(got) == len(want) > 0
+    assert np.allclose(got["mean_x"], got["mean_y"]) and np.allclose(got["lo"], got["min"]) and np.allclose(got["hi"], got["max"])
+    seeds = Store(path).table(T.STUDY_SEEDS.name, run["run_id"]).to_pandas()
+    shown = datasets(cs["final return per seed (stability)"])[0]
+    assert sorted(shown["final_return"].dropna()) == pytest.approx(sorted(seeds["final_return"].dropna()))

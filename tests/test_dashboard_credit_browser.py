@@ -1,31 +1,49 @@
 """The Credit page in a real browser (headless Chromium driven by Selenium, as in
 tests/test_dashboard_browser.py, whose helpers and browser fixture it reuses): `desim dash` on a store
-holding a credit study, the page opens by its path with its title and charts, the arms table is there,
-and a screenshot is saved (``DESIM_SCREENSHOTS=docs/screenshots`` refreshes the docs' one)."""
+holding a credit study made by the real `desim study credit`; the page opens by its path with its title,
+its figures and charts, and a screenshot is saved (``DESIM_SCREENSHOTS=docs/screenshots`` refreshes the
+docs' one, from a longer study with MAPPO and VDN)."""
 from __future__ import annotations
 
-from test_dashboard_browser import (browser, dashboard_server, metrics, open_page,  # noqa: F401
+import os
+
+import pytest
+
+from test_dashboard_browser import (ROOT, browser, dashboard_server, metrics, open_page,  # noqa: F401
                                     page_text, shot, shots)
 
-import pytest  # noqa: E402
+from test_dashboard_credit import CLI_STUDY
 
-from test_dashboard_credit import CREDIT_ARMS, credit_study  # noqa: E402
+# refreshing the docs' screenshot: a study long enough to learn something, with both kinds of learner
+DOCS_STUDY = ["study", "credit", "scenarios/train-tiny.toml", "--algos", "mappo,vdn", "--seeds", "3", "--steps",
+              "32768", "--envs", "16", "--episodes", "16", "--until", "600"]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    import subprocess
+    import sys
+
     tmp = tmp_path_factory.mktemp("credit-browser")
     store = tmp / "store.duckdb"
-    rid = credit_study(store)
+    cmd = DOCS_STUDY if os.environ.get("DESIM_SCREENSHOTS") else CLI_STUDY
+    done = subprocess.run([sys.executable, "-m", "desim.app.cli", *cmd, "--store", str(store)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    from desim.store import Store
+
+    (run,) = [r for r in Store(store).list_runs() if r["kind"] == "study"]
+    arms = Store(store).table("study_arms", run["run_id"]).to_pandas()
     with dashboard_server(store, tmp / "server.log") as (base, _port):
-        yield {"base": base, "store": store, "log": tmp / "server.log", "run_id": rid}
+        yield {"base": base, "store": store, "log": tmp / "server.log", "run_id": run["run_id"], "arms": arms}
 
 
 def test_the_credit_page_renders_the_study(server, browser, shots):  # noqa: F811
+    arms = server["arms"]
     # the curves, the final return per seed, one traceability scatter per arm, the tick-vs-event bars
-    open_page(browser, server, "credit", "Credit", charts=3 + len(CREDIT_ARMS))
+    open_page(browser, server, "credit", "Credit", charts=3 + len(arms))
     m = metrics(browser)
-    assert m["Arms"] == str(len(CREDIT_ARMS)) and m["Seeds per arm"] == "2"
+    assert m["Arms"] == str(len(arms)) and m["Seeds per arm"] == str(int(arms["seeds"].max()))
     text = page_text(browser)
     assert "Arms: measured against rated" in text and "Traceability: credit assigned against true contribution" in text
     assert "Performance: tick against event tempo" in text

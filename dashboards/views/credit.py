@@ -53,10 +53,12 @@ def _num(v, digits: int = 2, pct: bool = False) -> str:
 
 def study_label(run: dict) -> str:
     cfg = run.get("config") or {}
-    steps = cfg.get("steps")
+    steps, until = cfg.get("steps"), cfg.get("until")
+    length = (f"{int(steps):,} steps" if steps else f"{float(until):,.0f} simulated s" if until and
+              cfg.get("study") == "pipeline" else "? steps")
     status = "" if run.get("status") == "complete" else f" · {run.get('status')}"
     return (f"{run.get('scenario') or cfg.get('file') or '?'} · {cfg.get('study', '?')} study · "
-            f"{cfg.get('seeds', '?')} seeds · {f'{int(steps):,}' if steps else '?'} steps · {run['run_id']}{status}")
+            f"{cfg.get('seeds', '?')} seeds · {length} · {run['run_id']}{status}")
 
 
 def arms_table(arms: pd.DataFrame) -> pd.DataFrame:
@@ -74,7 +76,7 @@ def arms_table(arms: pd.DataFrame) -> pd.DataFrame:
             "stability (rated)": a.rated_stability or "",
             "traceability r": trace, "pooled r": r_text(a.traceability_pooled_mean),
             "traceability (rated)": a.rated_traceability or "",
-            "update wall s": _num(a.update_wall_s, 3), "params": "–" if pd.isna(a.params) else f"{int(a.params):,}",
+            "train s / 10k steps": _num(getattr(a, "train_s_per_10k", None), 2), "params": "–" if pd.isna(a.params) else f"{int(a.params):,}",
             "config lines": "–" if pd.isna(a.config_lines) else str(int(a.config_lines)),
             "complexity (rated)": a.rated_complexity or "",
             "deliveries/h tick": _num(a.dph_tick_mean, 1), "deliveries/h event": _num(a.dph_event_mean, 1),
@@ -121,7 +123,7 @@ def seeds_chart(seeds: pd.DataFrame, order: list[str], title: str) -> alt.Chart:
     return alt.layer(box, pts).properties(height=alt.Step(34), title=title)
 
 
-def trace_chart(points: pd.DataFrame, title: str) -> alt.Chart:
+def trace_chart(points: pd.DataFrame, title) -> alt.Chart:
     pts = points if len(points) <= MAX_POINTS else points.sample(MAX_POINTS, random_state=0)
     base = alt.Chart(pts)
     dots = base.mark_circle(size=28, opacity=0.55).encode(
@@ -240,8 +242,8 @@ def credit_study(run: dict, arms: pd.DataFrame, rid: str, ver: tuple) -> None:
                "stability (return std across seeds, converged fraction, steps to converge), traceability "
                "(Pearson r of assigned credit against true contribution within episodes, mean over the seeds where "
                "it is defined, and pooled over every robot-episode; "
-               "'undefined' when credit or contribution has no spread, never 0), complexity (update wall time, "
-               "parameters, config lines). Production gap: deliveries/h in the event tempo over the tick tempo, − 1.")
+               "'undefined' when credit or contribution has no spread, never 0), complexity (training wall seconds "
+               "per 10,000 env steps, parameters, config lines). Production gap: deliveries/h in the event tempo over the tick tempo, − 1.")
     _curves_and_seeds(rid, ver, order, seeds, "credit")
 
     st.subheader("Traceability: credit assigned against true contribution")
@@ -258,9 +260,7 @@ def credit_study(run: dict, arms: pd.DataFrame, rid: str, ver: tuple) -> None:
                 r, pooled = by_arm.loc[arm, "traceability_mean"], by_arm.loc[arm, "traceability_pooled_mean"]
             else:  # an arm without a summary row: r over its points
                 r = pooled = pearson(pts["assigned"], pts["true"])
-            title = f"{arm}: r = {r_text(r)}"
-            if r_text(pooled) != r_text(r):
-                title += f" (pooled {r_text(pooled)})"
+            title = alt.TitleParams(f"{arm}: r = {r_text(r)}", subtitle=f"pooled r = {r_text(pooled)}")
             cols[i % len(cols)].altair_chart(trace_chart(pts, title), width="stretch")
         st.caption("One point per robot and episode. r: the Pearson correlation of assigned credit and true "
                    "contribution within episodes, averaged over the seeds where it is defined; pooled: every robot "
@@ -323,7 +323,9 @@ def pipeline_study(run: dict, rid: str, ver: tuple) -> None:
     m = st.columns(4)
     m[0].metric("Orders", f"{rows[['seed', 'order']].drop_duplicates().shape[0]:,}")
     m[1].metric("Agents", f"{rows['agent'].nunique()}")
-    r_g, r_l = pearson(rows["assigned_global"], rows["true"]), pearson(rows["assigned_local"], rows["true"])
+    summary = run.get("summary") or {}  # the study's own figures when it stored them, else r over the rows
+    r_g, r_l = (summary[f"traceability_{s}"] if f"traceability_{s}" in summary else
+                pearson(rows[f"assigned_{s}"], rows["true"]) for s in ("global", "local"))
     m[2].metric("Traceability r · global", r_text(r_g))
     m[3].metric("Traceability r · local", r_text(r_l))
     if "outcome" in rows.columns:
