@@ -123,7 +123,7 @@ def seeds_chart(seeds: pd.DataFrame, order: list[str], title: str) -> alt.Chart:
     return alt.layer(box, pts).properties(height=alt.Step(34), title=title)
 
 
-def trace_chart(points: pd.DataFrame, title) -> alt.Chart:
+def trace_chart(points: pd.DataFrame, title: str) -> alt.Chart:
     pts = points if len(points) <= MAX_POINTS else points.sample(MAX_POINTS, random_state=0)
     base = alt.Chart(pts)
     dots = base.mark_circle(size=28, opacity=0.55).encode(
@@ -132,7 +132,7 @@ def trace_chart(points: pd.DataFrame, title) -> alt.Chart:
         color=alt.Color("seed:N", scale=ARMS, legend=alt.Legend(title="seed", orient="bottom")),
         tooltip=["seed:Q", "episode:Q", "robot:Q", alt.Tooltip("true:Q", format=".3f"),
                  alt.Tooltip("assigned:Q", format=".3f")])
-    return dots.properties(height=260, title=title)
+    return dots.properties(height=320, title=title)  # the plot and its legend below
 
 
 def production_chart(arms: pd.DataFrame, order: list[str], title: str) -> alt.Chart:
@@ -253,14 +253,14 @@ def credit_study(run: dict, arms: pd.DataFrame, rid: str, ver: tuple) -> None:
     else:
         by_arm = arms.set_index("arm")
         shown = [a for a in order if a in set(credit["arm"])]
-        cols = st.columns(min(3, len(shown)) or 1)
+        cols = st.columns(min(2, len(shown)) or 1)
         for i, arm in enumerate(shown):
             pts = credit[credit["arm"] == arm]
             if arm in by_arm.index:
                 r, pooled = by_arm.loc[arm, "traceability_mean"], by_arm.loc[arm, "traceability_pooled_mean"]
             else:  # an arm without a summary row: r over its points
                 r = pooled = pearson(pts["assigned"], pts["true"])
-            title = alt.TitleParams(f"{arm}: r = {r_text(r)}", subtitle=f"pooled r = {r_text(pooled)}")
+            title = f"{arm}: r = {r_text(r)} · pooled {r_text(pooled)}"
             cols[i % len(cols)].altair_chart(trace_chart(pts, title), width="stretch")
         st.caption("One point per robot and episode. r: the Pearson correlation of assigned credit and true "
                    "contribution within episodes, averaged over the seeds where it is defined; pooled: every robot "
