@@ -49,11 +49,29 @@ def test_rware_observations_train_and_are_refused_as_a_brain_in_one_line(tmp_pat
                          "--until", 20, "--no-store"), "rware's observation vector")
 
 
+def test_vdn_trains_on_batched_floors_through_a_host_view_and_its_checkpoint_runs_as_a_brain(tmp_path):
+    """Learners without an on-device loop (VDN, QMIX, COMA) step batched floors through numpy arrays."""
+    sc = tmp_path / "quick.toml"
+    sc.write_text(QUICK)
+    store, out = tmp_path / "runs.duckdb", tmp_path / "ckpt"
+    p = desim("train", sc, "--algo", "vdn", "--steps", 1600, "--envs", 8, "--out", out, "--store", store, "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["steps"] >= 1600 and r["algo"] == "vdn"
+    ck = load_checkpoint(out / "latest.pt")
+    assert ck["env_kwargs"]["floors"] == "batched"
+    metrics = {c["metric"] for c in Store(store).table("train_curves", r["run_id"], as_dicts=True)}
+    assert "return" in metrics and "eval_return" in metrics  # 8 floors x 100-step episodes finished and were judged
+    p = desim("run", ROOT / "scenarios" / "warehouse-tiny.toml", "--brain", f"checkpoint:{out / 'latest.pt'}",
+              "--until", 30, "--json", "--no-store")
+    assert p.returncode == 0, p.stderr
+
+
 EVENT = QUICK.replace('tempo = "tick"', 'tempo = "event"')
 
 
 @pytest.mark.parametrize("text, args, needles", [
-    (QUICK, ("--algo", "qmix", "--envs", "8"), ("batched floors train mappo and ippo", "qmix")),
+    (QUICK + "[train.qmix]\nrole_rotation = true\n", ("--algo", "qmix", "--envs", "8"), ("train.qmix.role_rotation", "batched floors")),
     (QUICK, ("--algo", "mappo", "--obs", "rware"), ("train.observations", "batched floors")),
     (QUICK, ("--algo", "mappo", "--envs", "0"), ("--envs",)),
     (EVENT, ("--algo", "mappo", "--envs", "8"), ("warehouse.tempo", "tick")),
