@@ -1,11 +1,13 @@
 """The Credit page under streamlit.testing (AppTest).
 
-``real_store``: a credit study made by the real command (``desim study credit scenarios/train-tiny.toml
---algos mappo --seeds 2 --steps 4096``, with fewer floors, episodes and deployment seconds); the page's
-table, curves, per-seed returns and traceability titles are checked against that study's tables.
-A study that short learns nothing (every return 0), so the figures a longer one gives (a spread across
-seeds, traceability defined for some seeds only, a nonstationarity study's on/off pairs with their
-controls, a pipeline study) are written through the store API in the tables' declared schemas
+On studies made by the real commands: ``real_store``, ``desim study credit scenarios/train-tiny.toml
+--algos mappo --seeds 2 --steps 4096`` (with fewer floors, episodes and deployment seconds than the
+defaults), whose table, curves, per-seed returns and traceability titles are checked against the
+study's tables; ``real_other_store``, ``desim study nonstationarity`` (each switch against its control)
+and ``desim study pipeline`` (per agent, the traceability the study stored).
+Studies that short learn almost nothing (returns near 0), so the cases a longer one gives (a spread
+across seeds, traceability defined for some seeds only, exact on/off figures, a pipeline with a
+constant global credit) are also written through the store API in the tables' declared schemas
 (``write_study``). And a store with no study at all.
 """
 from __future__ import annotations
@@ -306,3 +308,68 @@ def test_real_credit_study_arms_table_is_the_stores(real_store):
     seeds = Store(path).table(T.STUDY_SEEDS.name, run["run_id"]).to_pandas()
     shown = datasets(cs["final return per seed (stability)"])[0]
     assert sorted(shown["final_return"].dropna()) == pytest.approx(sorted(seeds["final_return"].dropna()))
+
+
+NS_STUDY = ["study", "nonstationarity", "scenarios/train-tiny.toml", "--seeds", "2", "--steps", "1024",
+            "--episodes", "4", "--until", "120"]
+PIPELINE_STUDY = ["study", "pipeline", "scenarios/warehouse-pipeline.toml", "--seeds", "1", "--until", "600"]
+
+
+@pytest.fixture(scope="module")
+def real_other_store(tmp_path_factory):
+    """A nonstationarity study, then a pipeline study (the newest), made by the real commands."""
+    import subprocess
+    import sys
+
+    from dashboard_support import ROOT
+
+    path = tmp_path_factory.mktemp("credit-cli-other") / "s.duckdb"
+    for cmd in (NS_STUDY, PIPELINE_STUDY):
+        done = subprocess.run([sys.executable, "-m", "desim.app.cli", *cmd, "--store", str(path)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    pipe, ns = [r for r in Store(path).list_runs() if r["kind"] == "study"]
+    assert (pipe["config"]["study"], ns["config"]["study"]) == ("pipeline", "nonstationarity")
+    with default_store(path):
+        yield path, ns, pipe
+
+
+def test_real_nonstationarity_study_each_switch_against_its_control(real_other_store):
+    path, ns, pipe = real_other_store
+    arms = Store(path).table(T.STUDY_ARMS.name, ns["run_id"]).to_pandas().set_index("arm")
+    control = {a["name"]: a["control"] for a in ns["config"]["arms"] if a.get("control")}
+    on = arms[arms["setting"] == "on"]
+    assert len(on) >= 4 and control  # every switch on, each against the arm it is compared with
+    at = app_page("credit")
+    at.selectbox(key="credit_run").select(ns["run_id"]).run()
+    assert not at.exception, at.exception
+    pairs = frame_with(at, "arm · on").set_index("switch")
+    assert list(pairs.index) == list(on["switch"])
+    for arm, a in on.iterrows():
+        p = pairs.loc[a["switch"]]
+        off = control.get(arm) or "baseline"
+        assert (p["arm · on"], p["arm · off"]) == (arm, off)
+        for setting, name in (("on", arm), ("off", off)):
+            b = arms.loc[name]
+            assert p[f"return std · {setting}"] == f"{b['return_std']:,.2f}"
+            assert p[f"converged · {setting}"] == f"{b['converged_frac']:.0%}"
+            assert p[f"steps to converge · {setting}"] == ("never" if pd.isna(b["steps_to_converge_mean"])
+                                                           else f"{b['steps_to_converge_mean']:,.0f}")
+    assert pairs.loc["staleness filter", "arm · off"] == "adoption_lag"  # not the all-off baseline
+    speed = datasets(charts(at)["return std across seeds (stability)"])[0]
+    assert len(speed) == 2 * len(on) and set(speed["setting"]) == {"on", "off"}
+
+
+def test_real_pipeline_study_per_agent(real_other_store):
+    path, ns, pipe = real_other_store
+    rows = Store(path).table("pipeline_credit", pipe["run_id"]).to_pandas()
+    at = app_page("credit")  # the newest study first
+    assert at.selectbox(key="credit_run").value == pipe["run_id"]
+    agents = frame_with(at, "assigned local (mean)").set_index("agent")
+    want = rows.groupby("agent")[["true", "assigned_global", "assigned_local"]].sum()
+    assert sorted(agents.index) == sorted(want.index)
+    assert np.allclose(agents.loc[want.index, "true (sum)"], want["true"])
+    assert np.allclose(agents.loc[want.index, "assigned local (sum)"], want["assigned_local"])
+    s = pipe["summary"]
+    assert metric(at, "Traceability r · global") == r_text(s["traceability_global"])
+    assert metric(at, "Traceability r · local") == r_text(s["traceability_local"])

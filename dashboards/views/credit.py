@@ -58,7 +58,7 @@ def study_label(run: dict) -> str:
               cfg.get("study") == "pipeline" else "? steps")
     status = "" if run.get("status") == "complete" else f" · {run.get('status')}"
     return (f"{run.get('scenario') or cfg.get('file') or '?'} · {cfg.get('study', '?')} study · "
-            f"{cfg.get('seeds', '?')} seeds · {length} · {run['run_id']}{status}")
+            f"{cfg.get('seeds', '?')} seed{'' if cfg.get('seeds') == 1 else 's'} · {length} · {run['run_id']}{status}")
 
 
 def arms_table(arms: pd.DataFrame) -> pd.DataFrame:
