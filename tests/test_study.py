@@ -148,6 +148,50 @@ def test_the_study_is_deterministic_for_fixed_seeds(two_studies):
     assert rows(sa, a, STUDY_SEEDS.name, TIMING) == rows(sb, b, STUDY_SEEDS.name, TIMING)
     assert rows(sa, a, STUDY_CURVES.name) == rows(sb, b, STUDY_CURVES.name)
     assert rows(sa, a, STUDY_CREDIT.name) == rows(sb, b, STUDY_CREDIT.name)
+    # so short a study delivers little; the trained weights show that the training itself repeats, bit for bit
+    ck = {k: Path(sa.path).parent / f"ck{k}" for k in (0, 1)}
+    files = sorted(p.relative_to(ck[0]) for p in ck[0].glob("*/latest.pt"))
+    assert len(files) == 8
+    for f in files:
+        w0, w1 = _weights(ck[0] / f), _weights(ck[1] / f)
+        assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0), f
+    s0, s1 = _weights(ck[0] / "vdn-s0" / "latest.pt"), _weights(ck[0] / "vdn-s1" / "latest.pt")
+    assert any(not torch.equal(s0[k], s1[k]) for k in s0)  # while another seed trains other weights
+
+
+def _weights(path) -> dict:
+    """Every tensor of a checkpoint, by its path in the nested dicts."""
+    out = {}
+
+    def walk(x, key):
+        if isinstance(x, torch.Tensor):
+            out[key] = x
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{key}/{k}")
+
+    walk(torch.load(path, map_location="cpu", weights_only=False), "")
+    return out
+
+
+def test_traceability_measurement_repeats_for_a_fixed_seed_on_a_floor_where_robots_deliver():
+    """A crowded tiny floor (6 robots, 30 requests) where even an untrained policy delivers now and then."""
+    from desim.policies.common import EnvInfo
+    from desim.policies.mappo import MAPPO
+
+    data = {"name": "crowded", "warehouse": {"size": "tiny", "robots": 6, "zones": 1, "tempo": "tick",
+                                             "request_queue": 30, "brain": "greedy"}}
+    env = BatchedWarehouseEnv(n_envs=1, max_steps=100, seed=0, scenario=data)
+    learner = MAPPO(EnvInfo(**env.info()), {}, torch.device("cpu"), 0)
+    env.close()
+    ckpt = {"env_kwargs": {"max_steps": 100}, "obs_radius": 1}
+    one = S.traceability_of(learner, ckpt, "difference", data, 64, 5)
+    two = S.traceability_of(learner, ckpt, "difference", data, 64, 5)
+    other = S.traceability_of(learner, ckpt, "difference", data, 64, 6)
+    assert any(t != 0 for t in one["rows"]["true"])  # robots delivered: the comparison below is not of zeros
+    assert one["rows"] == two["rows"] and (math.isnan(one["within"]) and math.isnan(two["within"])
+                                           or one["within"] == two["within"])
+    assert other["rows"] != one["rows"]
 
 
 def test_desim_report_writes_the_study_table_and_plots(two_studies, tmp_path):
