@@ -26,14 +26,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from dashboard_support import app_page, default_store, frame_with, metric  # noqa: E402
 from desim.app import study_tables as T  # noqa: E402
 from desim.store import Store  # noqa: E402
-import desim.store.lifecycle as L  # noqa: E402
 
 ARM_COLS = ("arm", "method", "algo", "switch", "setting")
-
-
-def _study_kind() -> None:
-    if "study" not in L.KINDS:  # until the store knows the kind `desim study` writes
-        L.KINDS = L.KINDS + ("study",)
 
 
 def _arm_row(arm, method, algo, switch, setting, seeds, rets, trace, defined, ratings, steps_conv, dph):
@@ -55,7 +49,6 @@ def write_study(store: Store, study: str, arms: list[dict], credit: bool = True,
                 controls: dict | None = None) -> str:
     """A study run written through the store API, in the study tables' declared schemas; ``controls``
     (arm -> the arm it is compared with) go in the config's ``arms`` as ``desim study`` writes them."""
-    _study_kind()
     rng = np.random.default_rng(0)
     seeds = int(arms[0]["seeds"])
     config = {"study": study, "file": "scenarios/train-tiny.toml", "algos": ["mappo"], "seeds": seeds, "steps": steps,
