@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
@@ -42,6 +41,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 import pyarrow as pa
 
 from desim.app.runner import prepare, run
+from desim.app.scenario import load_data
 from desim.guard.config import GuardCfg
 from desim.scenario import ScenarioError, validate
 from desim.store import declare_table
@@ -282,21 +282,10 @@ def _run_one(data: dict, file: str, base_dir: Path, seed: int, until: float) -> 
 
 def load_base(path: str | Path) -> tuple[dict, str, Path, Any]:
     """The scenario file's data, name and folder; ScenarioError unless it has the order pipeline."""
-    p = Path(path)
-    file = str(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ScenarioError(file, "", f"cannot read: {e.strerror or e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(file, "", f"malformed TOML: {e}") from None
-    sc = validate(data, file, p.parent)
+    data, _text, sc = load_data(path)  # wiring, the event budget: refused before anything runs
     if getattr(sc, "pipeline", None) is None:
-        raise ScenarioError(file, "pipeline", "the faults suite needs a scenario with the order pipeline ([pipeline])")
-    prepare(sc, file)  # wiring, the event budget: refused before anything runs
-    return data, file, p.parent, sc
+        raise ScenarioError(str(path), "pipeline", "the faults suite needs a scenario with the order pipeline ([pipeline])")
+    return data, str(path), Path(path).parent, sc
 
 
 def arms_for(guard: str, case: Case | None) -> list[Arm]:

@@ -33,7 +33,6 @@ import copy
 import math
 import os
 import tempfile
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -43,6 +42,7 @@ import torch
 
 from desim.app import study_tables as T
 from desim.app.runner import prepare, run
+from desim.app.scenario import load_data, read_text
 from desim.app import pipeline_study as PC
 from desim.app.sweep_backends import LocalPool
 from desim.models.warehouse.contribution import counterfactual_returns, record_episodes, traceability
@@ -375,22 +375,14 @@ def deploy(data: dict, file: str, base_dir: str, checkpoint: str, seed: int, unt
 # -- the study -----------------------------------------------------------------------------------
 def load(path: str | os.PathLike) -> tuple[dict, str, Path]:
     """The scenario file's data (ScenarioError, one line, unless it is a warehouse scenario that trains)."""
-    p, file = Path(path), str(path)
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(file, "", f"cannot read: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(file, "", f"malformed TOML: {e}") from None
-    sc = validate(data, file, p.parent)
+    file = str(path)
+    data, _text, sc = load_data(path)
     if getattr(sc, "warehouse", None) is None:
         raise ScenarioError(file, "warehouse", "a study trains robots: the scenario needs a [warehouse] section")
     if sc.warehouse.tempo != "tick":
         raise ScenarioError(file, "warehouse.tempo", 'a study trains in the tick tempo (tempo = "tick"); '
                                                      "it deploys in the event tempo itself")
-    return data, file, p.parent
+    return data, file, Path(path).parent
 
 
 def arms_for(study: str, algos: list[str], data: dict, lag: float, staleness: int) -> list[Arm]:
@@ -431,7 +423,7 @@ def run_study(study: str, path: str | os.PathLike, *, algos: list[str], seeds: i
               "criterion": {"converge_frac": CONVERGE_FRAC, "plateau": PLATEAU, "final_frac": FINAL_FRAC,
                             "evaluations": EVALUATIONS, "eval_episodes": EVAL_EPISODES,
                             "target": target}}
-    text = Path(path).read_text()
+    text = read_text(path)
     trainable = [a for a in arms if not a.trained_as]
     tasks = [Task(a, seed0 + s, steps, data, file, str(base_dir), str(store.path), str(out), envs, episodes,
                   until, edata) for a in trainable for s in range(seeds)]
@@ -467,17 +459,10 @@ def run_study(study: str, path: str | os.PathLike, *, algos: list[str], seeds: i
 
 
 def _event_file(event) -> tuple[dict, str, Path]:
-    p = Path(event)
-    try:
-        d = tomllib.loads(p.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(str(event), "", f"cannot read: {getattr(e, 'strerror', None) or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(str(event), "", f"malformed TOML: {e}") from None
-    sc = validate(d, str(event), p.parent)
+    d, _text, sc = load_data(event)
     if getattr(sc, "warehouse", None) is None or sc.warehouse.tempo != "event":
         raise ScenarioError(str(event), "warehouse.tempo", "--event needs a warehouse scenario in the event tempo")
-    return d, str(event), p.parent
+    return d, str(event), Path(event).parent
 
 
 def summarise(study: str, arms: list[Arm], results: list[dict], steps: int, target: float | None) -> dict:
@@ -566,18 +551,10 @@ def run_pipeline_study(path: str | os.PathLike, *, seeds: int, until: float | No
     true contribution to each order beside its global and local credit; one ``study`` run in the store."""
     if seeds < 1:
         raise ValueError("seeds must be positive")
-    p, file = Path(path), str(path)
-    try:
-        text = p.read_text()
-        data = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(file, "", f"cannot read: {getattr(e, 'strerror', None) or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(file, "", f"malformed TOML: {e}") from None
-    sc = validate(data, file, p.parent)
+    file = str(path)
+    data, text, sc = load_data(path)
     if getattr(sc, "pipeline", None) is None:
         raise ScenarioError(file, "pipeline", "the pipeline study needs a scenario with the order pipeline ([pipeline])")
-    prepare(sc, file)
     store = Store(store_path or DEFAULT_STORE)
     results = []
     with store.run("study", scenario=sc.name, scenario_text=text, seed=seed0, brain=None,
