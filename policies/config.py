@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_serializer, model_validator
 
+from desim.models.warehouse.shaping import shaping_weights
 from desim.registry import policies
 from desim.policies.spec import learner_class
 from desim.scenario import FieldError, Section
@@ -33,6 +34,7 @@ class TrainConfig(Section):
     shaping: float = Field(0.0, ge=-1e6, le=1e6, description="potential-based reward shaping weight w (0: off, rware's reward)")
     shaping_potential: Literal["carrying", "distance"] = Field("carrying", description="carrying: lifting a requested shelf pays at once; distance: every step toward the target")
     shaping_gamma: float = Field(0.99, gt=0, le=1, description="the shaping's discount; keep it equal to the learner's gamma")
+    shaping_terms: dict[str, float] | None = Field(None, description="per-robot shaping terms and their weights, instead of shaping_potential: {carrying = c, distance = d, goal = g}: phi = c [carries a requested shelf] - d (planned distance to the target)/horizon, and the robot's own delivery reward counts g times (missing terms 0, goal 1)")
     credit: Literal["individual", "global", "difference", "shaped"] = Field("individual", description="reward allocation: individual: each robot's own reward (rware's); global: the team reward (summed over robots) for every robot; difference: team reward minus the team reward of the same step with that robot on NOOP (exact re-simulation; batched floors); shaped: individual plus the potential-based shaping term (needs a shaping weight). global and difference need batched floors")
 
     learners: dict[str, dict[str, Any]] = Field(default_factory=dict, description="the [train.<algo>] tables, by learner")
@@ -59,6 +61,15 @@ class TrainConfig(Section):
                 make_config(learner_class(algo).Config, table)
             except ConfigError as e:
                 raise FieldError((algo, e.field), e.problem) from None
+        return self
+
+    @model_validator(mode="after")
+    def _known_terms(self):
+        if self.shaping_terms is not None:
+            try:
+                shaping_weights(self.shaping_potential, self.shaping_terms)
+            except ValueError as e:
+                raise FieldError(("shaping_terms",), str(e)) from None
         return self
 
     @model_validator(mode="after")

@@ -2,6 +2,8 @@
 its observations and potentials against WarehouseParallelEnv's on the same floor, and its refusals."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -68,10 +70,11 @@ def _sync(benv: BatchedWarehouseEnv, penv: WarehouseParallelEnv, floor: int) -> 
     benv._features.tasks[floor] = torch.as_tensor(m.tasks)
 
 
-@pytest.mark.parametrize("potential", ["distance", "carrying"])
-def test_features_state_and_potential_equal_the_parallel_env(potential):
+@pytest.mark.parametrize("potential, terms", [("distance", None), ("carrying", None),
+                                              ("carrying", {"carrying": 2.0, "distance": 0.5, "goal": 3.0})])
+def test_features_state_and_potential_equal_the_parallel_env(potential, terms):
     """On the same floor state and tasks: obs, state() and the shaping potential are WarehouseParallelEnv's."""
-    kw = dict(size="small", robots=4, max_steps=500)
+    kw = dict(size="small", robots=4, max_steps=500, shaping_terms=terms)
     penv = WarehouseParallelEnv(shaping=0.5, shaping_potential=potential, **kw)
     benv = BatchedWarehouseEnv(n_envs=2, obs="features", shaping=0.5, shaping_potential=potential, **kw)
     benv.reset()
@@ -116,6 +119,44 @@ def test_shaped_rewards_telescope_and_returns_stay_unshaped():
     torch.testing.assert_close(torch.tensor(env.finished_returns), raw_total)
 
 
+def test_shaping_terms_weigh_the_potential_and_the_robots_own_reward():
+    """{carrying 1, distance 1} is the distance potential; goal g pays g times the robot's own reward, while
+    finished_returns stay the floor's own; a weighted carrying term scales that potential."""
+    kw = dict(size="tiny", robots=6, request_queue=30, max_steps=100, n_envs=64, obs="features", seed=3, shaping=0.5)
+    plain = BatchedWarehouseEnv(shaping_potential="distance", **kw)
+    same = BatchedWarehouseEnv(shaping_potential="carrying", shaping_terms={"carrying": 1, "distance": 1}, **kw)
+    goal = BatchedWarehouseEnv(shaping_potential="distance", shaping_terms={"carrying": 1, "distance": 1, "goal": 3}, **kw)
+    carry2 = BatchedWarehouseEnv(shaping_potential="carrying", shaping_terms={"carrying": 2}, **kw)
+    carry1 = BatchedWarehouseEnv(shaping_potential="carrying", **kw)
+    envs = (plain, same, goal, carry2, carry1)
+    for e in envs:
+        e.reset()
+    gen = torch.Generator().manual_seed(1)
+    delivered = False
+    for _ in range(100):
+        a = torch.randint(0, 5, (64, 6), generator=gen)
+        before = plain.episode_returns.clone()
+        (_, _, r0, d0, _), (_, _, r1, _, _), (_, _, r3, _, _), (_, _, rc2, _, _), (_, _, rc1, _, _) = (e.step(a) for e in envs)
+        torch.testing.assert_close(r0, r1)
+        raw = torch.where(d0[:, None], 0.0, plain.episode_returns - before)
+        if not d0.any():
+            torch.testing.assert_close(r3 - r0, 2 * raw)  # the own reward counted 3 times instead of once
+            delivered |= bool(raw.any())
+        torch.testing.assert_close(carry2.potential(), 2 * carry1.potential())
+    assert delivered  # the goal weight was put to the test
+    assert plain.finished_returns == goal.finished_returns  # the floor's own returns, whatever the weights
+
+
+def test_unknown_shaping_terms_are_refused_in_one_line():
+    from desim.models.warehouse.shaping import shaping_weights
+
+    with pytest.raises(ValueError, match="unknown shaping term 'speed'"):
+        shaping_weights("carrying", {"speed": 1.0})
+    with pytest.raises(ValueError, match="finite number"):
+        shaping_weights("carrying", {"goal": float("nan")})
+    assert shaping_weights("carrying", {"distance": 0.5}) == {"carrying": 0.0, "distance": 0.5, "goal": 1.0}
+
+
 def test_drop_in_for_the_numpy_vector_env():
     """The same reset/step signature and shapes as VectorWarehouseEnv (features, tick tempo)."""
     kw = dict(size="tiny", robots=2, max_steps=10)
@@ -154,3 +195,16 @@ def test_scenario_and_custom_layout():
     env = BatchedWarehouseEnv(robots=3, layout="xx.g\n....\nxx.g", n_envs=4, obs="rware")
     o, _s, _a = env.reset()
     assert env.layout.shape == (3, 4) and o.shape == (4, 3, 71)
+
+
+def test_a_bad_shaping_term_in_a_scenario_is_one_line_naming_it(tmp_path):
+    from cli_support import call, one_line_error
+
+    base = (Path(__file__).resolve().parents[1] / "scenarios" / "train-tiny.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base.replace("[train]\n", "[train]\nshaping_terms = { carrying = 1.0, speed = 2.0 }\n", 1))
+    line = one_line_error(*call("validate", bad))
+    assert "train.shaping_terms" in line and "speed" in line
+    good = tmp_path / "good.toml"
+    good.write_text(base.replace("[train]\n", "[train]\nshaping_terms = { carrying = 1.0, distance = 0.5, goal = 2.0 }\n", 1))
+    assert call("validate", good)[0] == 0

@@ -23,6 +23,12 @@ episode's last state is 0), with ``shaping_potential``:
 - ``"distance"``: ``phi_i = [carries a requested shelf] - min(d_i, H) / H``,
   ``d_i`` the planned number of actions to robot i's current target and ``H``
   = ``shaping_horizon``: every step toward the target pays a little.
+
+``shaping_terms`` (a dict; optional) weighs the per-robot terms instead:
+``phi_i = carrying * [carries a requested shelf] - distance * min(d_i, H) / H``,
+and robot i's own reward counts ``goal`` times (reaching a goal with a requested
+shelf). Without it the terms are ``carrying = 1``, ``distance = 1`` for the
+``"distance"`` potential (0 for ``"carrying"``) and ``goal = 1``.
  RWARE's reward
 is so sparse that a random policy, which every learner starts as, almost never
 delivers on the tiny floor; shaping gives learners a gradient from the first
@@ -43,6 +49,8 @@ TorchRL's ``PettingZooWrapper``; ``tests/test_env_clients.py``):
 """
 from __future__ import annotations
 
+import math
+
 import functools
 
 import numpy as np
@@ -51,6 +59,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
 from desim.models.warehouse import scenario as wh_scenario
+from desim.models.warehouse.shaping import shaping_weights
 from desim.models.warehouse.features import Encoder, obs_dim
 from desim.models.warehouse.navigation import plan
 from desim.models.warehouse.observe import RobotObs
@@ -99,6 +108,7 @@ class WarehouseParallelEnv(ParallelEnv):
                  delay_mean: float = 0.0, jitter: float = 0.0, loss: float = 0.0, durations: dict | None = None,
                  obs_radius: int = 1, tick_seconds: float = 1.0, shaping: float = 0.0, shaping_gamma: float = 0.99,
                  shaping_potential: str = "distance", shaping_horizon: int = 30, scenario: ScenarioBase | dict | None = None,
+                 shaping_terms: dict | None = None,
                  render_mode: str | None = None):
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode must be None or one of {list(RENDER_MODES)}, got {render_mode!r}")
@@ -131,6 +141,7 @@ class WarehouseParallelEnv(ParallelEnv):
             raise ValueError(f"shaping_potential must be 'carrying' or 'distance', got {shaping_potential!r}")
         self.shaping, self.shaping_gamma, self.shaping_horizon = shaping, shaping_gamma, shaping_horizon
         self.shaping_potential = shaping_potential
+        self.terms = shaping_weights(shaping_potential, shaping_terms)
 
     @functools.lru_cache(maxsize=None)
     def observation_space(self, agent):
@@ -175,8 +186,9 @@ class WarehouseParallelEnv(ParallelEnv):
 
     def potential(self) -> np.ndarray:
         """Each robot's shaping potential (see the module docstring)."""
-        if self.shaping_potential == "carrying":
-            return self._last_obs[:, 7].astype(np.float64)
+        c, w = self.terms["carrying"], self.terms["distance"]
+        if w == 0:
+            return c * self._last_obs[:, 7].astype(np.float64)
         m, H = self.model, self.shaping_horizon
         view = m.view()
         phi = np.zeros(m.n)
@@ -185,7 +197,7 @@ class WarehouseParallelEnv(ParallelEnv):
             carry = int(view.carry[i])
             stage = float(carry >= 0 and bool(np.any(view.queue == carry)))
             d = 0 if dmap is None else min(int(dmap[int(view.cell[i]), int(view.dir[i])]), H)
-            phi[i] = stage - d / H
+            phi[i] = c * stage - w * d / H
         return phi
 
     def _take_batch(self, batch) -> None:
@@ -235,6 +247,8 @@ class WarehouseParallelEnv(ParallelEnv):
         earned = self.model.rewards - self._paid
         self._paid = self.model.rewards.copy()
         self._raw = earned
+        if self.terms["goal"] != 1.0:
+            earned = self.terms["goal"] * earned
         if self.shaping:
             phi = np.zeros(len(earned)) if truncated else self.potential()
             earned = earned + self.shaping * (self.shaping_gamma * phi - self._phi)
@@ -344,3 +358,4 @@ class VectorWarehouseEnv:
         parts = [self._one(k) for k in range(E)]
         obs, state, acting = (np.stack(x) for x in zip(*parts))
         return obs, state, rewards, done, acting
+

@@ -42,6 +42,7 @@ from desim.models.warehouse.batched import BatchedFloor
 from desim.models.warehouse.batched_obs import FeatureObs, RwareObs
 from desim.models.warehouse.counterfactual import Counterfactual
 from desim.models.warehouse.env import WarehouseParallelEnv, scenario_for
+from desim.models.warehouse.shaping import shaping_weights
 from desim.models.warehouse.layout import Layout
 from desim.scenario import ScenarioBase, ScenarioError, to_data, validate
 
@@ -95,7 +96,8 @@ class BatchedWarehouseEnv:
                  obs: str = "features", obs_radius: int = 1, layout: Layout | str | None = None, zones: int = 1,
                  max_inactivity_steps: int | None = None, tempo: str = "tick", shaping: float = 0.0,
                  shaping_gamma: float = 0.99, shaping_potential: str = "distance", shaping_horizon: int = 30,
-                 scenario: ScenarioBase | dict | None = None, credit: str = "individual") -> None:
+                 scenario: ScenarioBase | dict | None = None, credit: str = "individual",
+                 shaping_terms: dict | None = None) -> None:
         if obs not in OBS_KINDS:
             raise ValueError(f"obs must be one of {OBS_KINDS}, got {obs!r}")
         if credit not in CREDITS:
@@ -128,7 +130,8 @@ class BatchedWarehouseEnv:
         self.agents = self.possible_agents
         self.shaping, self.shaping_gamma = float(shaping), float(shaping_gamma)
         self.shaping_potential, self.shaping_horizon = shaping_potential, int(shaping_horizon)
-        needs_planner = obs == "features" or (self.shaping and shaping_potential == "distance")
+        self.terms = shaping_weights(shaping_potential, shaping_terms)
+        needs_planner = obs == "features" or (self.shaping and self.terms["distance"] != 0)
         self._features = FeatureObs(self.floor, obs_radius) if needs_planner else None
         self._observe = self._features if obs == "features" else RwareObs(self.floor)
         self.obs_dim = self._observe.dim
@@ -171,11 +174,12 @@ class BatchedWarehouseEnv:
         f = self.floor
         loaded = f.carry >= 0
         stage = (loaded & f.in_queue.gather(1, f.carry.clamp(min=0))).float()
-        if self.shaping_potential == "carrying":
-            return stage
+        c, w = self.terms["carrying"], self.terms["distance"]
+        if w == 0:
+            return c * stage
         H = self.shaping_horizon
         d = self._features.distance(self._features.tasks).clamp(max=H).float()
-        return stage - d / H
+        return c * stage - w * d / H
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every floor starts a new episode; with ``seed``, the streams restart from that seed
@@ -209,6 +213,8 @@ class BatchedWarehouseEnv:
             self._features.reset_tasks(done)
         obs, state = self._observe_all()
         rewards = self._allocate(raw)
+        if self.terms["goal"] != 1.0:
+            rewards = self.terms["goal"] * rewards
         if self.shaping:
             phi = self.potential()
             nxt = torch.where(done[:, None], 0.0, phi)
