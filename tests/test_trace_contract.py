@@ -54,6 +54,10 @@ HASHES = {
     "warehouse-xl-500-event.toml:1": "d4e9abc06f7ab13e815ec45585ec3bebe97086b42b7307fb410233c936aa28a1",
     "warehouse-xl-500-event.toml:2": "6490cb459f946d0fa3d57138071153952563cd41843038350073ed683960f718",
     "warehouse-xl-500-event.toml:3": "64b343de1c3545efc8e866cc63ddaf0af79d56e883f35ea9f2a696308436f98b",
+    # added with the scenario (issue 16): the tiny floor crowded with 4 robots, for the credit study
+    "train-tiny-4.toml:1": "bdd608b112198024de87f23a906f4507e3d5010883c7adb51903f543bfb9b8b0",
+    "train-tiny-4.toml:2": "7eec4c49df9a886fe3127101aa436557f2acd152a75300d7b85c8ee290361111",
+    "train-tiny-4.toml:3": "b9a9e21ed80fd234187d744e294e484563987f77459e0e09491577e22664835a",
 }
 
 
