@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from desim.analysis import paired_diff_ci  # noqa: E402
 from desim.app.study_tables import STUDY_ARMS, STUDY_CREDIT, STUDY_CURVES, STUDY_SEEDS  # noqa: E402
 
 PIPELINE_TABLE = "pipeline_credit"
@@ -34,6 +35,16 @@ def _f(v, nd: int = 2, pct: bool = False) -> str:
 
 def _pc(v) -> str:
     return "–" if v is None or not math.isfinite(v) else f"{v:.0%}"
+
+
+def _paired(per: dict, on: str, off: str, col: str) -> str:
+    """``on - off`` over the seeds both arms ran (the same seed: the same initial weights and floors), with
+    its 95% paired Student-t interval."""
+    common = sorted(set(per.get(on, {})) & set(per.get(off, {})))
+    if len(common) < 2:
+        return "–"
+    d = paired_diff_ci([per[off][k][col] for k in common], [per[on][k][col] for k in common])
+    return f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
 
 
 def _tr(v) -> str:
@@ -95,17 +106,23 @@ def _trained(store, run_id: str, cfg: dict, run: dict, out: Path) -> list[str]:
     else:
         by = {a["arm"]: a for a in arms}
         ctl = {x["name"]: x.get("control", "") for x in cfg.get("arms") or []}
-        lines += ["| switch | off: return (sd) | on: return (sd) | off / on converged | off / on steps to converge "
-                  "| off / on gap |", "|---" * 6 + "|"]
+        per = {}
+        for r in seeds:
+            per.setdefault(r["arm"], {})[r["seed"]] = r
+        lines += ["| switch | off: return (sd) | on: return (sd) | on - off return (95% paired) | off / on converged "
+                  "| off / on steps to converge | off / on deliveries/h event | on - off event (95% paired) "
+                  "| off / on gap |", "|---" * 9 + "|"]
         for a in arms:
             c = by.get(ctl.get(a["arm"], ""))
             if not a["switch"] or c is None:
                 continue
             lines.append(f"| {a['switch']} (vs {c['arm']}) | {_f(c['return_mean'])} ({_f(c['return_std'])}) | "
-                         f"{_f(a['return_mean'])} ({_f(a['return_std'])}) | {_pc(c['converged_frac'])} / "
+                         f"{_f(a['return_mean'])} ({_f(a['return_std'])}) | "
+                         f"{_paired(per, a['arm'], c['arm'], 'final_return')} | {_pc(c['converged_frac'])} / "
                          f"{_pc(a['converged_frac'])} | {_f(c['steps_to_converge_mean'], 0)} / "
-                         f"{_f(a['steps_to_converge_mean'], 0)} | {_f(c['production_gap_mean'], pct=True)} / "
-                         f"{_f(a['production_gap_mean'], pct=True)} |")
+                         f"{_f(a['steps_to_converge_mean'], 0)} | {_f(c['dph_event_mean'], 1)} / "
+                         f"{_f(a['dph_event_mean'], 1)} | {_paired(per, a['arm'], c['arm'], 'dph_event')} | "
+                         f"{_f(c['production_gap_mean'], pct=True)} / {_f(a['production_gap_mean'], pct=True)} |")
     lines += ["", "## Learning curves", "", "![curves](curves.png)", "",
               "## Stability: final return per seed", "", "![finals](finals.png)", "",
               "## Traceability: assigned credit against true contribution", "", "![credit](credit.png)", "",
