@@ -26,3 +26,19 @@ def regular_install(tmp_path_factory) -> Path:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (target / "desim" / "models" / "warehouse" / "model.py").is_file()
     return target
+
+
+# the credit study the Credit page's AppTest and browser tests share (made once per session by the real CLI):
+# the brief's command with fewer batched floors, traceability episodes and deployment seconds than the defaults
+CREDIT_STUDY = ["study", "credit", "scenarios/train-tiny.toml", "--algos", "mappo", "--seeds", "2", "--steps", "4096",
+                "--envs", "8", "--episodes", "8", "--until", "300"]
+
+
+@pytest.fixture(scope="session")
+def credit_study_store(tmp_path_factory) -> Path:
+    """A store holding one credit study made by the real ``desim study credit`` (tests only read it)."""
+    path = tmp_path_factory.mktemp("credit-study") / "s.duckdb"
+    done = subprocess.run([sys.executable, "-m", "desim.app.cli", *CREDIT_STUDY, "--store", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return path

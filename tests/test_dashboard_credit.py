@@ -239,23 +239,10 @@ def test_no_study_names_the_command(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- a real `desim study credit`
 
-# the brief's command, with fewer batched floors, traceability episodes and deployment seconds than the defaults
-CLI_STUDY = ["study", "credit", "scenarios/train-tiny.toml", "--algos", "mappo", "--seeds", "2", "--steps", "4096",
-             "--envs", "8", "--episodes", "8", "--until", "300"]
-
-
 @pytest.fixture(scope="module")
-def real_store(tmp_path_factory):
-    """A credit study made by the real command (``desim study credit``) into a fresh store."""
-    import subprocess
-    import sys
-
-    from dashboard_support import ROOT
-
-    path = tmp_path_factory.mktemp("credit-cli") / "s.duckdb"
-    done = subprocess.run([sys.executable, "-m", "desim.app.cli", *CLI_STUDY, "--store", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+def real_store(credit_study_store):
+    """A credit study made by the real command (``desim study credit``), shared with the browser test."""
+    path = credit_study_store
     (run,) = [r for r in Store(path).list_runs() if r["kind"] == "study"]
     with default_store(path):
         yield path, run

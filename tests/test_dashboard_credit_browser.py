@@ -12,7 +12,6 @@ import pytest
 from test_dashboard_browser import (ROOT, browser, dashboard_server, metrics, open_page,  # noqa: F401
                                     page_text, shot, shots)
 
-from test_dashboard_credit import CLI_STUDY
 
 # refreshing the docs' screenshot: a study long enough to learn something, with both kinds of learner
 DOCS_STUDY = ["study", "credit", "scenarios/train-tiny.toml", "--algos", "mappo,vdn", "--seeds", "3", "--steps",
@@ -20,16 +19,17 @@ DOCS_STUDY = ["study", "credit", "scenarios/train-tiny.toml", "--algos", "mappo,
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, credit_study_store):
     import subprocess
     import sys
 
     tmp = tmp_path_factory.mktemp("credit-browser")
-    store = tmp / "store.duckdb"
-    cmd = DOCS_STUDY if os.environ.get("DESIM_SCREENSHOTS") else CLI_STUDY
-    done = subprocess.run([sys.executable, "-m", "desim.app.cli", *cmd, "--store", str(store)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    store = credit_study_store  # the study the AppTest reads too (read only)
+    if os.environ.get("DESIM_SCREENSHOTS"):  # the docs' screenshot: a longer study of its own
+        store = tmp / "store.duckdb"
+        done = subprocess.run([sys.executable, "-m", "desim.app.cli", *DOCS_STUDY, "--store", str(store)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     from desim.store import Store
 
     (run,) = [r for r in Store(store).list_runs() if r["kind"] == "study"]
