@@ -250,7 +250,8 @@ def train(source, algo: str, steps: int, device: str = "auto", seed: int = 0, ou
     # floor's own team return (held-out evaluation builds its floors without either)
     try:
         env = make_floors(env_kwargs, tc.n_envs, seed, dev, credit=credit, shaping=tc.shaping,
-                          shaping_gamma=tc.shaping_gamma, shaping_potential=tc.shaping_potential)
+                          shaping_gamma=tc.shaping_gamma, shaping_potential=tc.shaping_potential,
+                          shaping_terms=tc.shaping_terms)
     except ScenarioError as e:  # what batched floors cannot simulate, named in the file's words
         raise ScenarioError(file, e.field, e.problem) from None
     # learners without an on-device loop step batched floors through a host view (numpy in and out)

@@ -83,3 +83,23 @@ def test_what_batched_floors_cannot_do_is_one_line_exit_2_and_nothing_is_recorde
     store = tmp_path / "s.duckdb"
     one_line_error(desim("train", sc, "--steps", "1600", "--store", store, *args), *needles)
     assert not store.exists() or Store(store).list_runs() == []
+
+
+def test_shaping_terms_reach_the_floors_training_steps(tmp_path, monkeypatch):
+    """[train] shaping_terms is not only checked: the floors a run trains on weigh their terms with it."""
+    from desim.policies import train as T
+
+    made = []
+    real = T.make_floors
+
+    def spy(*args, **kw):
+        env = real(*args, **kw)
+        made.append(env)
+        return env
+
+    monkeypatch.setattr(T, "make_floors", spy)
+    sc = tmp_path / "quick.toml"
+    sc.write_text(QUICK.replace("[train]\n", "[train]\nshaping_terms = { carrying = 2.0, distance = 0.5, goal = 3.0 }\n", 1))
+    T.train(str(sc), "mappo", 1600, device="cpu", out_dir=tmp_path / "ck", store_path=tmp_path / "s.duckdb",
+            progress=False, train_cfg={"floors": "batched", "n_envs": 16})
+    assert made and made[0].terms == {"carrying": 2.0, "distance": 0.5, "goal": 3.0}
