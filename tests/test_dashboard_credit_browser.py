@@ -6,6 +6,7 @@ docs' one, from a longer study with MAPPO and VDN)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,9 @@ def server(tmp_path_factory, credit_study_store):
 
     tmp = tmp_path_factory.mktemp("credit-browser")
     store = credit_study_store  # the study the AppTest reads too (read only)
-    if os.environ.get("DESIM_SCREENSHOTS"):  # the docs' screenshot: a longer study of its own
+    if os.environ.get("DESIM_SCREENSHOTS") and os.environ.get("DESIM_CREDIT_STORE"):
+        store = Path(os.environ["DESIM_CREDIT_STORE"])  # the docs' screenshot from a study already made
+    elif os.environ.get("DESIM_SCREENSHOTS"):  # the docs' screenshot: a longer study of its own
         store = tmp / "store.duckdb"
         done = subprocess.run([sys.executable, "-m", "desim.app.cli", *DOCS_STUDY, "--store", str(store)], cwd=ROOT,
                               capture_output=True, text=True, timeout=1800)
