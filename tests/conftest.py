@@ -31,7 +31,7 @@ def regular_install(tmp_path_factory) -> Path:
 # the credit study the Credit page's AppTest and browser tests share (made once per session by the real CLI):
 # the brief's command with fewer batched floors, traceability episodes and deployment seconds than the defaults
 CREDIT_STUDY = ["study", "credit", "scenarios/train-tiny.toml", "--algos", "mappo", "--seeds", "2", "--steps", "4096",
-                "--envs", "8", "--episodes", "8", "--until", "300"]
+                "--envs", "8", "--episodes", "8", "--until", "300", "--evaluations", "2", "--eval-episodes", "2"]
 
 
 @pytest.fixture(scope="session")

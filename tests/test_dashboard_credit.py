@@ -291,7 +291,7 @@ def test_real_credit_study_arms_table_is_the_stores(real_store):
 
 
 NS_STUDY = ["study", "nonstationarity", "scenarios/train-tiny.toml", "--seeds", "2", "--steps", "1024",
-            "--episodes", "4", "--until", "120"]
+            "--episodes", "4", "--until", "120", "--evaluations", "2", "--eval-episodes", "2"]
 PIPELINE_STUDY = ["study", "pipeline", "scenarios/warehouse-pipeline.toml", "--seeds", "1", "--until", "600"]
 
 

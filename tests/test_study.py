@@ -108,7 +108,7 @@ def two_studies(tmp_path_factory):
     out = []
     for k in range(2):
         rep = S.run_study("credit", sc, algos=["mappo", "vdn"], seeds=2, steps=1600, envs=8, episodes=4, until=60,
-                          store_path=d / f"s{k}.duckdb", out_dir=d / f"ck{k}")
+                          store_path=d / f"s{k}.duckdb", out_dir=d / f"ck{k}", evaluations=2, eval_episodes=2)
         out.append((rep, Store(d / f"s{k}.duckdb")))
     return out
 
@@ -132,7 +132,9 @@ def test_the_study_writes_its_tables_and_a_train_run_per_arm_and_seed(two_studie
     for e in {(c["seed"], c["episode"]) for c in glob}:  # global credit: the same for both robots of an episode
         assert len({c["assigned"] for c in glob if (c["seed"], c["episode"]) == e}) == 1
     assert all(math.isnan(s["traceability"]) for s in seeds if s["method"] == "global")  # never reported as 0
-    assert len(store.table(STUDY_CURVES.name, rep["run_id"], as_dicts=True)) >= 8
+    curves = store.table(STUDY_CURVES.name, rep["run_id"], as_dicts=True)
+    assert len(curves) == 8 * 2  # arms x seeds x the two evaluations asked for
+    assert run["config"]["criterion"]["evaluations"] == 2 and run["config"]["criterion"]["eval_episodes"] == 2
 
 
 def test_the_study_is_deterministic_for_fixed_seeds(two_studies):

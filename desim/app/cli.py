@@ -484,7 +484,7 @@ def _study_common(scenario: Path, seeds: int, steps: int, workers: int, store: O
 
 def _run_study(kind: str, scenario: Path, algos: list[str], seeds: int, steps: int, envs: int, episodes: int,
                until: float, event: Optional[Path], workers: int, store: Optional[Path], target: Optional[float],
-               json_out: bool) -> None:
+               json_out: bool, evaluations: int, eval_episodes: int) -> None:
     S = _learning()
     st = _study_common(scenario, seeds, steps, workers, store)
     for a in algos:
@@ -494,7 +494,7 @@ def _run_study(kind: str, scenario: Path, algos: list[str], seeds: int, steps: i
     try:
         rep = S.run_study(kind, scenario, algos=algos, seeds=seeds, steps=steps, envs=envs, episodes=episodes,
                           until=until, event=event, workers=workers, store_path=st.path, target=target,
-                          progress=bar.update)
+                          evaluations=evaluations, eval_episodes=eval_episodes, progress=bar.update)
     except (ScenarioError, StoreError, ValueError) as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -542,13 +542,15 @@ def study_credit(
     event: Optional[Path] = typer.Option(None, help="the event-tempo scenario to deploy on (default: the scenario in the event tempo with a wireless network)"),
     workers: int = typer.Option(1, help="training runs at once (local processes)"),
     target: Optional[float] = typer.Option(None, help="the held-out return a seed must hold to count as converged (default: half the study's best)"),
+    evaluations: int = typer.Option(10, min=1, max=10_000, help="held-out evaluations per training run (every steps/N env steps)"),
+    eval_episodes: int = typer.Option(8, min=1, max=10_000, help="held-out episodes per evaluation"),
     store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train each reward allocation (global, difference, value decomposition, shaped) over N seeds and measure
     stability, traceability, complexity and performance."""
     _run_study("credit", scenario, [a.strip() for a in algos.split(",") if a.strip()], seeds, steps, envs, episodes,
-               until, event, workers, store, target, json_out)
+               until, event, workers, store, target, json_out, evaluations, eval_episodes)
 
 
 @study_app.command("nonstationarity")
@@ -562,13 +564,15 @@ def study_nonstationarity(
     event: Optional[Path] = typer.Option(None, help="the event-tempo scenario to deploy on (default: derived)"),
     workers: int = typer.Option(1, help="training runs at once (local processes)"),
     target: Optional[float] = typer.Option(None, help="the held-out return a seed must hold to count as converged"),
+    evaluations: int = typer.Option(10, min=1, max=10_000, help="held-out evaluations per training run (every steps/N env steps)"),
+    eval_episodes: int = typer.Option(8, min=1, max=10_000, help="held-out episodes per evaluation"),
     store: Optional[Path] = typer.Option(None, help="results store (default runs/desim.duckdb)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train with each nonstationarity switch off and on (reward normalisation, role rotation, asynchronous
     adoption, the staleness filter, the jitter buffer) and measure the effects."""
     _run_study("nonstationarity", scenario, [algo], seeds, steps, 8, episodes, until, event, workers, store, target,
-               json_out)
+               json_out, evaluations, eval_episodes)
 
 
 @study_app.command("pipeline")

@@ -196,6 +196,8 @@ class Task:
     episodes: int
     until: float
     event: dict  # the event-tempo scenario's data
+    evaluations: int = EVALUATIONS
+    eval_episodes: int = EVAL_EPISODES
 
 
 def _override(data: dict, path: tuple[str, ...], values: dict) -> dict:
@@ -212,8 +214,8 @@ def train_task(task: Task) -> dict:
 
     arm = task.arm
     # the study measures the learner itself, not the gate; EVALUATIONS held-out evaluations per run
-    tcfg = {**arm.train, "rollback": False, "checkpoint_every": max(1, task.steps // EVALUATIONS),
-            "eval_episodes": EVAL_EPISODES}
+    tcfg = {**arm.train, "rollback": False, "checkpoint_every": max(1, task.steps // task.evaluations),
+            "eval_episodes": task.eval_episodes}
     if tcfg.get("floors") == "batched":
         tcfg["n_envs"] = task.envs
     sc = validate(task.data, task.file, Path(task.base_dir))
@@ -400,11 +402,12 @@ def run_study(study: str, path: str | os.PathLike, *, algos: list[str], seeds: i
               episodes: int = 64, until: float = 3600.0, event: str | os.PathLike | None = None,
               workers: int = 1, store_path: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
               target: float | None = None, lag: float = 8.0, staleness: int = 0, seed0: int = 0,
+              evaluations: int = EVALUATIONS, eval_episodes: int = EVAL_EPISODES,
               progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Run a study; write its tables to the store (one run of kind ``study``); return its report."""
 
-    if seeds < 1 or steps < 1 or envs < 1 or episodes < 1 or until <= 0:
-        raise ValueError("seeds, steps, envs and episodes must be positive and until > 0")
+    if seeds < 1 or steps < 1 or envs < 1 or episodes < 1 or until <= 0 or evaluations < 1 or eval_episodes < 1:
+        raise ValueError("seeds, steps, envs, episodes, evaluations and eval_episodes must be positive and until > 0")
     data, file, base_dir = load(path)
     arms = arms_for(study, algos, data, lag, staleness)
     if event is not None:
@@ -421,12 +424,12 @@ def run_study(study: str, path: str | os.PathLike, *, algos: list[str], seeds: i
               "episodes": episodes, "until": until, "event": str(event) if event else "derived", "lag": lag,
               "staleness": staleness, "seed0": seed0, "arms": [asdict(a) for a in arms],
               "criterion": {"converge_frac": CONVERGE_FRAC, "plateau": PLATEAU, "final_frac": FINAL_FRAC,
-                            "evaluations": EVALUATIONS, "eval_episodes": EVAL_EPISODES,
+                            "evaluations": evaluations, "eval_episodes": eval_episodes,
                             "target": target}}
     text = read_text(path)
     trainable = [a for a in arms if not a.trained_as]
     tasks = [Task(a, seed0 + s, steps, data, file, str(base_dir), str(store.path), str(out), envs, episodes,
-                  until, edata) for a in trainable for s in range(seeds)]
+                  until, edata, evaluations, eval_episodes) for a in trainable for s in range(seeds)]
     results: list[dict] = []
     with store.run("study", scenario=data.get("name"), scenario_text=text, seed=seed0, brain=",".join(algos),
                    config=config) as handle:
@@ -444,7 +447,7 @@ def run_study(study: str, path: str | os.PathLike, *, algos: list[str], seeds: i
                 for s in range(seeds):
                     src = by[(a.trained_as, seed0 + s)]
                     t = Task(a, seed0 + s, steps, data, file, str(base_dir), str(store.path), str(out), envs,
-                             episodes, until, edata)
+                             episodes, until, edata, evaluations, eval_episodes)
                     results.append({**src, **measure_task(t, src), "arm": a.name})
                     done += 1
                     if progress:
