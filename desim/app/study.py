@@ -35,7 +35,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -200,15 +200,6 @@ class Task:
     eval_episodes: int = EVAL_EPISODES
 
 
-def _override(data: dict, path: tuple[str, ...], values: dict) -> dict:
-    out = copy.deepcopy(data)
-    cur = out
-    for p in path:
-        cur = cur.setdefault(p, {})
-    cur.update(values)
-    return out
-
-
 def train_task(task: Task) -> dict:
     """Train one arm with one seed; return its curve and summary (the store gets the ``train`` run)."""
 
@@ -312,8 +303,8 @@ def assigned_credit(credit: str, learner, ep, env_kwargs: dict, seed: int, *, sh
     E, N = ep.team_return.shape[0], ep.actions.shape[-1]
     if credit == "global":
         return ep.team_return[:, None].expand(E, N).double().clone()
-    env_credit = {"difference": "difference", "global": "global"}.get(credit, "individual")
-    env = BatchedWarehouseEnv(n_envs=E, seed=seed, device="cpu", credit=env_credit,
+    env = BatchedWarehouseEnv(n_envs=E, seed=seed, device="cpu",
+                              credit="difference" if credit == "difference" else "individual",
                               shaping=shaping if credit == "shaped" else 0.0, shaping_potential=shaping_potential,
                               **env_kwargs)
     total = torch.zeros(E, N, dtype=torch.float64)
@@ -410,14 +401,10 @@ def run_study(study: str, path: str | os.PathLike, *, algos: list[str], seeds: i
         raise ValueError("seeds, steps, envs, episodes, evaluations and eval_episodes must be positive and until > 0")
     data, file, base_dir = load(path)
     arms = arms_for(study, algos, data, lag, staleness)
-    if event is not None:
-        edata, efile, _ = _event_file(event)
-    else:
-        edata = event_twin(data)
-    for label, d in (("scenario", data), ("event scenario", edata)):  # every deployment checked before training
-        dd = copy.deepcopy(d)
-        dd.pop("train", None)
-        prepare(validate(dd, file if label == "scenario" else str(event or file), base_dir), file)
+    edata = _event_data(event) if event is not None else event_twin(data)
+    for d, where in ((data, file), (edata, str(event or file))):  # every deployment checked before training
+        d = {k: v for k, v in d.items() if k != "train"}
+        prepare(validate(d, where, base_dir), where)
     store = Store(store_path or DEFAULT_STORE)
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="desim-study-"))
     config = {"study": study, "file": file, "algos": list(algos), "seeds": seeds, "steps": steps, "envs": envs,
@@ -461,11 +448,12 @@ def run_study(study: str, path: str | os.PathLike, *, algos: list[str], seeds: i
     return report
 
 
-def _event_file(event) -> tuple[dict, str, Path]:
+def _event_data(event) -> dict:
+    """The ``--event`` file's data (ScenarioError, one line, unless it is a warehouse in the event tempo)."""
     d, _text, sc = load_data(event)
     if getattr(sc, "warehouse", None) is None or sc.warehouse.tempo != "event":
         raise ScenarioError(str(event), "warehouse.tempo", "--event needs a warehouse scenario in the event tempo")
-    return d, str(event), Path(event).parent
+    return d
 
 
 def summarise(study: str, arms: list[Arm], results: list[dict], steps: int, target: float | None) -> dict:
