@@ -22,7 +22,7 @@ from desim.network.faults import Fault, schedule
 from desim.network.flows import Flow
 from desim.network.link import LinkSpec
 from desim.network.loss import LossModel
-from desim.scenario import MAX_UNTIL, PathField, ScenarioError, Section
+from desim.scenario import MAX_UNTIL, FieldError, PathField, ScenarioError, Section
 
 MAX_DELAY = 3600.0  # seconds: a link delay, a retry interval, a fault's extra delay
 MAX_NODES = 100_000  # nodes a [topology] may ask for
@@ -80,14 +80,42 @@ class LinkCfg(Section):
         return LinkSpec(self.delay.to_dist(), self.loss.to_model(), self.bandwidth, self.duplicate, self.corrupt, self.queue_limit)
 
 
-class LinkOverride(LinkCfg):
+class LinkOverride(Section):
+    """One link's own model: the fields it gives replace its base's, every field it leaves out is
+    its base's (None here means "not given": TOML has no null, so a file cannot write one).
+
+    The base is ``[links.wireless]`` for a link whose edge kind is ``wireless`` when the scenario
+    has that section, else ``[links.default]``: the link the override would have had without it.
+    ``delay`` and ``loss`` are replaced whole (a delay is one distribution: its fields are read
+    together, and what a table leaves out is the built-in default, as in ``[links.default]``)."""
+
     between: Pair
+    delay: DelayCfg | None = None
+    loss: LossCfg | None = None
+    bandwidth: float | None = Field(None, ge=0, le=1e15, description="bits/s; 0 = unlimited")
+    duplicate: float | None = Field(None, ge=0, le=1)
+    corrupt: float | None = Field(None, ge=0, le=1)
+    queue_limit: int | None = Field(None, ge=0, le=1_000_000)
+
+    def given(self) -> dict:
+        """The link fields this override sets (``between`` aside)."""
+        return {f: v for f in LinkCfg.model_fields if (v := getattr(self, f)) is not None}
+
+    def over(self, base: LinkCfg) -> LinkCfg:
+        """``base`` with this override's fields in place of its own."""
+        return base.model_copy(update=self.given())
 
 
 class LinksCfg(Section):
     default: LinkCfg = LinkCfg()
     wireless: LinkCfg | None = Field(None, description="links whose edge kind is 'wireless' (robot to controller)")
     override: list[LinkOverride] = []
+
+    def base(self, edge: dict) -> LinkCfg:
+        """The link model an edge (its networkx data) has before any override."""
+        if edge.get("kind") == "wireless" and self.wireless is not None:
+            return self.wireless
+        return self.default
 
 
 class TopologyCfg(Section):
@@ -137,11 +165,12 @@ class TrafficCfg(Section):
 
 class FaultCfg(Section):
     at: float = Field(ge=0, le=MAX_UNTIL)
-    kind: Literal["isolate", "split", "bridge", "flap", "latency_spike", "slow_link", "heal"]
+    kind: Literal["isolate", "split", "bridge", "cut", "flap", "latency_spike", "slow_link", "heal"]
     duration: float | None = Field(None, gt=0, le=MAX_UNTIL)
     nodes: list[str] = []
     groups: list[list[str]] = []
     bridge: str | None = None
+    between: Pair | None = Field(None, description="cut: the two nodes of the one link it cuts")
     links: list[Pair] = []
     period: float = Field(1.0, ge=1e-3, le=MAX_UNTIL, description="flap: seconds between state changes")
     extra_delay: float = Field(0.0, ge=0, le=MAX_DELAY)
@@ -150,13 +179,19 @@ class FaultCfg(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.kind == "cut" and self.between is None:
+            raise FieldError(("between",), 'a cut names its link: between = ["a", "b"], two adjacent nodes')
+        if self.between is not None and self.kind != "cut":
+            raise FieldError(("between",), f"only a cut takes between (this fault's kind is {self.kind}; flap, latency_spike and slow_link take links)")
+        if self.between is not None and self.between[0] == self.between[1]:
+            raise FieldError(("between",), f"a link joins two different nodes, got {self.between[0]!r} twice")
         self.to_fault()
         return self
 
     def to_fault(self):
         return Fault(self.at, self.kind, self.duration, tuple(self.nodes), tuple(tuple(g) for g in self.groups),
                      self.bridge, tuple(tuple(e) for e in self.links), self.period, self.extra_delay,
-                     self.delay_scale, self.bandwidth_scale)
+                     self.delay_scale, self.bandwidth_scale, tuple(self.between) if self.between else None)
 
 
 # -- a scenario's network -------------------------------------------------------
@@ -230,15 +265,26 @@ def flow(g: nx.Graph, i: int, t: TrafficCfg, file: str = "<scenario>") -> Flow:
     return Flow(tuple(senders), dsts, t.rate, t.size, t.kind, t.reliable, t.reply)
 
 
+def _check_link(g: nx.Graph, between, field: str, file: str) -> None:
+    for n in between:
+        if n not in g:
+            raise ScenarioError(file, field, f"unknown node {n!r}")
+    if not g.has_edge(*between):
+        raise ScenarioError(file, field, f"no link between {between[0]!r} and {between[1]!r} (they are not adjacent)")
+
+
 def check_wiring(sc, g: nx.Graph, file: str = "<scenario>") -> list[Flow]:
     """Checks that need the graph: override links, fault targets, traffic flows (returned, resolved)."""
+    seen: dict[frozenset, int] = {}
     for i, o in enumerate(sc.links.override):
-        for n in o.between:
-            if n not in g:
-                raise ScenarioError(file, f"links.override[{i}].between", f"unknown node {n!r}")
-        if not g.has_edge(*o.between):
-            raise ScenarioError(file, f"links.override[{i}].between", f"no link between {o.between[0]!r} and {o.between[1]!r}")
+        _check_link(g, o.between, f"links.override[{i}].between", file)
+        j = seen.setdefault(frozenset(o.between), i)
+        if j != i:
+            raise ScenarioError(file, f"links.override[{i}].between",
+                                f"the link {o.between[0]!r}-{o.between[1]!r} is overridden already by links.override[{j}]: give its fields there")
     for i, f in enumerate(sc.faults):
+        if f.between is not None:
+            _check_link(g, f.between, f"faults[{i}].between", file)
         for n in f.to_fault().named_nodes():
             if n not in g:
                 raise ScenarioError(file, f"faults[{i}]", f"unknown node {n!r}")
@@ -266,13 +312,15 @@ def attach(sim, sc, g: nx.Graph, *, record_delays: bool = False) -> Network:
 
     ``g`` is modified (its edges get their ``link`` specs); pass a copy to keep one."""
     from desim.network.transport import Network  # lazy: SciPy and Mesa cost ~1 s that `desim validate` skips
-    for o in sc.links.override:
-        g.edges[o.between]["link"] = o.to_spec()
-    if sc.links.wireless is not None:
-        wireless = sc.links.wireless.to_spec()
+    links = sc.links
+    if links.wireless is not None:
+        wireless = links.wireless.to_spec()
         for u, v, d in g.edges(data=True):
             if d.get("kind") == "wireless" and "link" not in d:
                 d["link"] = wireless
+    for o in links.override:  # each on its base, field by field (check_wiring: at most one per link)
+        d = g.edges[o.between]
+        d["link"] = o.over(links.base(d)).to_spec()
     net = Network(sim, g, sc.links.default.to_spec(), jitter_buffer=sc.jitter_buffer.enabled,
                   retry_interval=sc.reliable.retry_interval, retry_budget=sc.reliable.retry_budget,
                   record_delays=record_delays, jitter_alpha=sc.jitter_buffer.alpha)

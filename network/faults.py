@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from desim.network.transport import Network
 
-FAULT_KINDS = ("isolate", "split", "bridge", "flap", "latency_spike", "slow_link", "heal")
+FAULT_KINDS = ("isolate", "split", "bridge", "cut", "flap", "latency_spike", "slow_link", "heal")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Fault:
     - split: cut every link between nodes of different ``groups``; nodes in no
       group keep all their links (list every node for a full Jepsen split)
     - bridge: a split where the ``bridge`` node keeps its links to every group
+    - cut: the one link ``between`` two adjacent nodes, both directions
     - flap: ``links`` go down and up every ``period`` seconds for ``duration``
     - latency_spike: ``links`` (all if empty) get ``extra_delay`` seconds and ``delay_scale``
     - slow_link: ``links`` (all if empty) have bandwidth multiplied by ``bandwidth_scale``
@@ -40,6 +41,7 @@ class Fault:
     extra_delay: float = 0.0
     delay_scale: float = 1.0
     bandwidth_scale: float = 1.0
+    between: tuple[str, str] | None = None
 
     def __post_init__(self):
         if self.kind not in FAULT_KINDS:
@@ -56,6 +58,12 @@ class Fault:
             raise ValueError("bridge needs a bridge node")
         if self.kind == "isolate" and not self.nodes:
             raise ValueError("isolate needs nodes")
+        if self.kind == "cut" and (self.between is None or len(self.between) != 2):
+            raise ValueError("cut needs between, the two nodes of one link")
+        if self.kind == "cut" and self.between[0] == self.between[1]:
+            raise ValueError(f"cut needs two different nodes, got {self.between[0]!r} twice")
+        if self.between is not None and self.kind != "cut":
+            raise ValueError(f"between is a cut's link; a {self.kind} fault does not take it")
         if self.kind == "flap" and not self.links:
             raise ValueError("flap needs links")
         if self.kind == "slow_link" and not 0 < self.bandwidth_scale:
@@ -65,10 +73,14 @@ class Fault:
         names = set(self.nodes) | {n for grp in self.groups for n in grp} | {n for e in self.links for n in e}
         if self.bridge:
             names.add(self.bridge)
+        if self.between:
+            names.update(self.between)
         return names
 
     def cuts(self, graph) -> set[frozenset]:
         """The undirected edges this fault cuts while active."""
+        if self.kind == "cut":
+            return {frozenset(self.between)}
         if self.kind == "isolate":
             return {frozenset(e) for n in self.nodes for e in graph.edges(n)}
         if self.kind in ("split", "bridge"):

@@ -304,6 +304,8 @@ class _HopCost:
 
 
 def _describe(f: Fault) -> str:
+    if f.between:
+        return f"{f.between[0]}-{f.between[1]}"  # a cut: written as flap's links are
     if f.nodes:
         return ",".join(f.nodes)
     if f.groups:
