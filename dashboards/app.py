@@ -36,6 +36,7 @@ PAGES = [
     ("capacity.py", "Capacity", ":material/stacked_line_chart:", "capacity"),
     ("faults.py", "Faults", ":material/bug_report:", "faults"),
     ("credit.py", "Credit", ":material/balance:", "credit"),
+    ("tables.py", "Tables", ":material/table:", "tables"),  # any run's tables, whatever its model
 ]
 pages = [st.Page(_PAGES / script, title=title, icon=icon, url_path=path, default=(i == 0))
          for i, (script, title, icon, path) in enumerate(PAGES)]

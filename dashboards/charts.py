@@ -224,11 +224,18 @@ def runs_bars(df: pd.DataFrame, metric: str) -> alt.Chart:
     """One horizontal bar per run, labelled by ``label`` (what differs, with the scenario), never cut off."""
     d = df if "label" in df else df.assign(label=[f"{s} · seed {x} · {b or ''}" for s, x, b in
                                                   zip(df["scenario"], df["seed"], df["brain"])])
+    field = _field(metric)  # a dotted summary key (response_time.p50) is one column, not a nested field
     return alt.Chart(d).mark_bar().encode(
-        y=alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=0)), x=alt.X(f"{metric}:Q", title=None),
+        y=alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=0)),
+        x=alt.X(field, type="quantitative", title=None),
         color=alt.Color("label:N", scale=alt.Scale(domain=list(d["label"]), scheme="tableau10"), legend=None),
-        tooltip=["run_id:N", "scenario:N", "seed:Q", "brain:N", f"{metric}:Q"],
+        tooltip=["run_id:N", "scenario:N", "seed:Q", "brain:N", alt.Tooltip(field, type="quantitative", title=metric)],
     ).properties(height=alt.Step(22), title=metric)
+
+
+def _field(name: str) -> str:
+    """A column name as a Vega-Lite field: dots and brackets escaped (else they address nested data)."""
+    return "".join("\\" + ch if ch in ".[]" else ch for ch in name)
 
 
 def capacity_metric(df: pd.DataFrame, metric: str, x_title: str, numeric_x: bool = True,

@@ -92,18 +92,24 @@ def set_selected(ids: list[str]) -> None:
 
 
 def pick_run(label: str, candidates: list[dict], key: str, help: str | None = None,
-             needs: str = "what this page shows") -> dict | None:
-    """A selectbox over ``candidates``, starting at the first run picked on the Runs page. A picked run
-    this page cannot show is named, with why (``needs``), rather than silently replaced by another."""
+             needs: str = "what this page shows", explain=None, prefer: str | None = None) -> dict | None:
+    """A selectbox over ``candidates``, starting at the first run picked on the Runs page (or at
+    ``prefer``, a run a link asked for). A picked run this page cannot show is named, with why
+    (``needs``; or ``explain(run)``'s line where it gives one), rather than silently replaced by another."""
     if not candidates:
         return None
     ids = [r["run_id"] for r in candidates]
     picked = selected()
     sel = [i for i in picked if i in ids]
-    if picked and not sel:
+    if prefer in ids:  # the widget starts afresh at the run asked for
+        st.session_state.pop(key, None)
+        sel = [prefer]
+    elif picked and not sel:
         rs = {r["run_id"]: r for r in runs()}
         first = rs.get(picked[0], {"run_id": picked[0]})
-        st.warning(f"Run `{picked[0]}` ({first.get('kind', '?')} of {first.get('scenario', '?')}), picked on the Runs "
+        line = explain(first) if explain is not None and picked[0] in rs else None
+        st.warning((line + " Or pick one of the runs below.") if line else
+                   f"Run `{picked[0]}` ({first.get('kind', '?')} of {first.get('scenario', '?')}), picked on the Runs "
                    f"page, cannot be shown here: it has no {needs}. Pick one of the runs below.",
                    icon=":material/warning:")
     if key in st.session_state and st.session_state[key] not in ids:
@@ -115,15 +121,56 @@ def pick_run(label: str, candidates: list[dict], key: str, help: str | None = No
 
 
 def page_run(accept, key: str, message: str, hint: str | None = None,
-             needs: str = "what this page shows") -> tuple[dict, list[dict]]:
+             needs: str = "what this page shows", explain=None) -> tuple[dict, list[dict]]:
     """A single-run page's opening: pick one of the runs ``accept`` takes, or show
-    ``message`` (and ``hint``) as an empty state and stop. Returns ``(run, all runs)``."""
+    ``message`` (and ``hint``) as an empty state and stop. Returns ``(run, all runs)``.
+    ``explain(run)``: the line for a picked run the page cannot show (None: the usual one)."""
     rs = runs()
     candidates = [r for r in rs if accept(r)]
     if not candidates:
         empty(message, hint)
         st.stop()
-    return pick_run("Run", candidates, key=key, needs=needs), rs
+    return pick_run("Run", candidates, key=key, needs=needs, explain=explain), rs
+
+
+WAREHOUSE_HINT = "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`."
+
+
+def _warehouse_explain(run: dict) -> str | None:
+    return D.warehouse_only(run) if D.other_model(run) else None
+
+
+def elsewhere_links(run: dict | None) -> None:
+    """Links to the pages that show any model's runs: Tables (and Network, for a run with network data)."""
+    cols = st.columns([1, 1, 6])
+    cols[0].page_link("views/tables.py", label="Tables", icon=":material/table:")
+    if run is not None and D.is_network(run):
+        cols[1].page_link("views/network.py", label="Network", icon=":material/lan:")
+
+
+def no_warehouse_runs(rs: list[dict]) -> None:
+    """A warehouse page on a store with no warehouse run: with another model's runs in it, what the first
+    picked (else the newest) of them is and where to look; else how to record a warehouse run. Stops."""
+    others = [r for r in rs if D.other_model(r)]
+    if others:
+        by_id = {r["run_id"]: r for r in others}
+        run = next((by_id[i] for i in selected() if i in by_id), others[0])
+        empty(D.warehouse_only(run))
+        elsewhere_links(run)
+    else:
+        empty("No warehouse runs in this store yet.", WAREHOUSE_HINT)
+    st.stop()
+
+
+def warehouse_run(key: str, needs: str) -> tuple[dict, list[dict]]:
+    """A warehouse page's opening (Contention, Floor, Utilisation): pick a warehouse run. On a store
+    without one, or for a picked run of another model, one line says what that run is and points to
+    the pages for any model (never "record a warehouse run" to another model's user)."""
+    rs = runs()
+    if not any(D.is_warehouse(r) for r in rs):
+        no_warehouse_runs(rs)
+    return page_run(D.is_warehouse, key, "No warehouse runs in this store yet.", WAREHOUSE_HINT, needs=needs,
+                    explain=_warehouse_explain)
 
 
 def empty(message: str, hint: str | None = None) -> None:

@@ -158,15 +158,68 @@ def has_table(run: dict, table: str) -> bool:
     return run.get("status") == "running"
 
 
+WAREHOUSE_KEYS = ("floor", "robots")  # summary figures only a warehouse run has
+WAREHOUSE_TABLES = ("contention", "floor_frames", "orders", "robot_time")  # tables only a warehouse run stores
+_WAREHOUSE_SECTION = re.compile(r"^\s*\[\s*warehouse\s*[.\]]", re.M)
+
+
+def model_of(run: dict) -> str | None:
+    """The model a run simulated: its summary's ``model`` where it names one; else ``warehouse`` when
+    its summary has warehouse figures, it stored warehouse tables or its scenario has a ``[warehouse]``
+    section; else None (a network-only run, or a model that does not say)."""
+    s = run.get("summary") or {}
+    m = s.get("model")
+    if isinstance(m, str) and m:
+        return m
+    if any(k in s for k in WAREHOUSE_KEYS) or set(run.get("tables") or {}) & set(WAREHOUSE_TABLES):
+        return "warehouse"
+    if _WAREHOUSE_SECTION.search(run.get("scenario_text") or ""):
+        return "warehouse"
+    return None
+
+
 def is_warehouse(run: dict) -> bool:
+    """A warehouse simulation run (what Contention, Floor, Utilisation and Over time show)."""
     s = run.get("summary") or {}
     if "floor" in s:
         return True
-    return has_table(run, "contention") and run.get("kind") == "run"
+    if run.get("kind") != "run":
+        return False
+    model = model_of(run)
+    if model is not None:
+        return model == "warehouse"
+    return has_table(run, "contention")  # a run still writing that says nothing yet: maybe
+
+
+def other_model(run: dict | None) -> bool:
+    """A simulation run of another model than the warehouse (or of the network alone)."""
+    return bool(run) and run.get("kind") == "run" and not is_warehouse(run)
+
+
+def what_run(run: dict) -> str:
+    """``a clientserver run`` (its model, else its scenario), with the scenario where it differs."""
+    model, scen = model_of(run), run.get("scenario")
+    name = model or scen or "?"
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name} run" + (
+        f" (scenario {scen})" if model and scen and scen != model else "")
+
+
+def warehouse_only(run: dict) -> str:
+    """The line a warehouse page says for another model's run: what the run is and where to look instead."""
+    pages = "**Tables** / **Network**" if is_network(run) else "**Tables**"
+    return f"This page shows warehouse runs; run `{run['run_id']}` is {what_run(run)} — see {pages}."
 
 
 def is_network(run: dict) -> bool:
     return has_table(run, "net_links") and run.get("kind") == "run"
+
+
+def run_tables(path: str, run: dict) -> dict[str, dict]:
+    """The tables a run stored, ``{name: {"parts": n, "rows": m}}``: from its catalog row when it has
+    finished, counted from its parts (their Parquet footers) while it is still writing."""
+    if run.get("tables") or run.get("status") != "running":
+        return dict(run.get("tables") or {})
+    return _store(path)._parts.counts(run["run_id"])
 
 
 def run_label(run: dict) -> str:

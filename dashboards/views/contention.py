@@ -8,9 +8,7 @@ from desim.dashboards import common as C
 from desim.dashboards import data as D
 
 st.title("Contention")
-run, rs = C.page_run(D.is_warehouse, "contention_run", "No warehouse runs in this store yet.",
-                     "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.",
-                     needs="warehouse floor (it is not a warehouse run)")
+run, rs = C.warehouse_run("contention_run", needs="warehouse floor (it is not a warehouse run)")
 rid = run["run_id"]
 ver = C.version(rs)
 s = run.get("summary") or {}

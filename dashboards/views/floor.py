@@ -5,13 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from desim.dashboards import common as C
-from desim.dashboards import data as D
 from desim.dashboards import playback as P
 
 st.title("Floor")
-run, rs = C.page_run(D.is_warehouse, "floor_run", "No warehouse runs in this store yet.",
-                     "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.",
-                     needs="warehouse floor (it is not a warehouse run)")
+run, rs = C.warehouse_run("floor_run", needs="warehouse floor (it is not a warehouse run)")
 rid = run["run_id"]
 ver = C.version(rs)
 s = run.get("summary") or {}

@@ -20,6 +20,7 @@ if not rs:
 
 GUIDE = [
     ("views/runs.py", "Runs", "every run with its headline figures; pick runs to compare on the other pages"),
+    ("views/tables.py", "Tables", "any stored table of any run, whatever its model: preview, filter, download CSV"),
     ("views/convergence.py", "Convergence", "training curves grouped by scenario, algorithm and settings"),
     ("views/overtime.py", "Over time", "rolling throughput, deliveries, backlog and order latency, faults shaded"),
     ("views/utilisation.py", "Utilisation", "where each robot's time goes, over time: the bottleneck"),

@@ -14,14 +14,16 @@ st.title("Over time")
 rs = C.runs()
 wh = [r for r in rs if D.is_warehouse(r)]
 if not wh:
-    C.empty("No warehouse runs in this store yet.",
-            "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.")
-    st.stop()
+    C.no_warehouse_runs(rs)
 ids = [r["run_id"] for r in wh]
 picked = [i for i in C.selected() if i in ids]
 if C.selected() and not picked:
-    st.warning("None of the runs picked on the Runs page is a warehouse run (they have no orders to show): "
-               "pick warehouse runs below.", icon=":material/warning:")
+    first = C.run_by_id(rs, C.selected()[0])
+    if D.other_model(first):
+        st.warning(D.warehouse_only(first) + " Or pick warehouse runs below.", icon=":material/warning:")
+    else:
+        st.warning("None of the runs picked on the Runs page is a warehouse run (they have no orders to show): "
+                   "pick warehouse runs below.", icon=":material/warning:")
 labels_all = {r["run_id"]: D.run_label(r) for r in wh}
 if "overtime_runs" in st.session_state:
     st.session_state["overtime_runs"] = [i for i in st.session_state["overtime_runs"] if i in ids]

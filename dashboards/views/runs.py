@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from desim.dashboards import browse as B
 from desim.dashboards import charts as K
 from desim.dashboards import common as C
 from desim.dashboards import data as D
@@ -73,13 +74,21 @@ st.multiselect("Runs to compare (shared with the other pages)", options, key="ru
                placeholder="pick runs; the single-run pages open the first one")
 picked = df[df["run_id"].isin(C.selected())]
 if picked.empty:
-    st.caption("Pick runs above to compare their headline figures.")
+    st.caption("Pick runs above to compare their figures.")
 else:
     by_id = {r["run_id"]: r for r in rs}
     names = O.run_labels([by_id[i] for i in picked["run_id"]], always=("scenario",))
+    # every numeric figure of the picked runs' summaries, whatever their model (dotted keys: response_time.p50)
+    figs = B.figures_frame([by_id[i] for i in picked["run_id"]])
+    keys = B.figure_keys(figs)
+    if "runs_figures" in st.session_state:
+        st.session_state["runs_figures"] = [k for k in st.session_state["runs_figures"] if k in keys]
+    figures = st.multiselect("Figures", keys, default=B.default_figures(keys), key="runs_figures",
+                             help="every numeric figure in the picked runs' summaries, by dotted key",
+                             placeholder="pick figures to compare")
+    picked = picked[["run_id", "status", "scenario", "seed", "brain"]].merge(figs[["run_id"] + figures], on="run_id",
+                                                                             how="left")
     picked = picked.assign(label=[names[i] for i in picked["run_id"]])
-    figures = [c for c in ("throughput_per_hour", "deliveries", "latency_p95", "deadlocks", "collisions", "msgs_dropped",
-                           "final_return", "env_steps") if picked[c].notna().any()]
     st.dataframe(picked[["run_id", "label", "status"] + figures], hide_index=True,
                  width="stretch", key="runs_compare_table")
     for metric in figures:  # full width: a label says what differs (scenario, brain, seed, changed values)
@@ -94,6 +103,15 @@ with st.expander("Run details"):
         a.json(run.get("summary") or {}, expanded=False)
         b.markdown("**config**")
         b.json(run.get("config") or {}, expanded=False)
+        tabs = B.run_tables(D.run_tables(D.store_path(), run))
+        st.markdown(f"**tables** ({len(tabs)})")
+        if tabs.empty:
+            st.caption("This run stored no tables" + (" yet." if run.get("status") == "running" else "."))
+        else:
+            st.dataframe(tabs, hide_index=True, key="runs_detail_tables",
+                         column_config={"rows": st.column_config.NumberColumn("rows", format="%d")})
+            st.page_link("views/tables.py", label="Preview, filter and download them on Tables",
+                         icon=":material/table:", query_params={"run": rid})
         if run.get("reason"):
             st.error(run["reason"])
         if run.get("scenario_text"):

@@ -10,9 +10,7 @@ from desim.dashboards import data as D
 from desim.dashboards import overtime as O
 
 st.title("Utilisation")
-run, rs = C.page_run(D.is_warehouse, "utilisation_run", "No warehouse runs in this store yet.",
-                     "Record one with `desim run scenarios/warehouse-small-event.toml --until 600`.",
-                     needs="robots (it is not a warehouse run)")
+run, rs = C.warehouse_run("utilisation_run", needs="robots (it is not a warehouse run)")
 rid = run["run_id"]
 ver = C.version(rs)
 s = run.get("summary") or {}
