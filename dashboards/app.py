@@ -40,7 +40,7 @@ PAGES = [
 ]
 pages = [st.Page(_PAGES / script, title=title, icon=icon, url_path=path, default=(i == 0))
          for i, (script, title, icon, path) in enumerate(PAGES)]
-page = st.navigation(pages)
+page = st.navigation(pages, expanded=True)  # every page in the sidebar, no "View N more"
 
 all_runs = C.runs()
 C.init_selection(all_runs)
