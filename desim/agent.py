@@ -11,9 +11,26 @@ import mesa
 import simpy
 
 from desim.message import Message
+from desim.scenario import NotANode
 
 if TYPE_CHECKING:
     from desim.sim import Simulation
+
+
+def _not_a_node(name: str, graph: Any, role: str) -> str:
+    """One line: the agent, and the topology's nodes it could be (close names, else nodes of its role)."""
+    import difflib
+
+    nodes = [str(n) for n in graph]
+    close = difflib.get_close_matches(str(name), nodes, n=5, cutoff=0.6)
+    if not close:
+        roles = dict(graph.nodes(data="role"))
+        close = sorted(str(n) for n in graph if roles.get(n) == role)[:8] or sorted(nodes)[:8]
+        what = f"nodes with role {role!r}" if any(roles.get(n) == role for n in graph) else "nodes"
+    else:
+        what = "close names"
+    return (f"agent {name!r} is not a node of the topology ({len(nodes)} nodes; {what}: {', '.join(close) or 'none'}); "
+            "name the agent after a node, or add it to the topology")
 
 
 @runtime_checkable
@@ -39,6 +56,9 @@ class Agent(mesa.Agent):
     role = "agent"
 
     def __init__(self, sim: "Simulation", name: str, brain: Brain | None = None, role: str | None = None):
+        net = sim.network
+        if net is not None and name not in net.graph:  # at build time, not at its first send
+            raise NotANode(_not_a_node(name, net.graph, role or self.role))
         super().__init__(sim.model)
         self.sim = sim
         self.name = name

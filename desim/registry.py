@@ -36,6 +36,24 @@ class UnknownName(ValueError):
     """A name no plugin registered; ``str()`` is one line listing the known names."""
 
 
+class PluginError(ImportError):
+    """A plugin that cannot be imported or registered; ``str()`` is one line naming the module, where it
+    was looked for and how it was named (``DESIM_PLUGINS`` or an entry point)."""
+
+
+def _cause(e: BaseException) -> str:
+    """An exception as one short phrase, with the plugin's own file and line when it raised there."""
+    where = ""
+    tb = e.__traceback__
+    while tb is not None:  # the innermost frame: where the plugin's code failed
+        where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    if isinstance(e, SyntaxError) and e.filename:
+        where = f" at {e.filename}:{e.lineno}"
+    text = " ".join(str(e.msg if isinstance(e, SyntaxError) else e).split())
+    return f"{type(e).__name__}: {text}{where}"
+
+
 def load_plugins() -> None:
     """Load every plugin named by an entry point or ``DESIM_PLUGINS`` (each once)."""
     global _loading
@@ -50,27 +68,43 @@ def load_plugins() -> None:
             seen.add(ep.name)
             key = f"ep:{ep.value}"
             if key not in _loaded:
+                try:
+                    ep.load()()
+                except Exception as e:
+                    raise PluginError(f"plugin {ep.name!r} (entry point {ep.value} in group {ENTRY_POINT_GROUP}) "
+                                      f"failed to load: {_cause(e)}") from None
                 _loaded.add(key)
-                ep.load()()
         for name in filter(None, (m.strip() for m in os.environ.get("DESIM_PLUGINS", "").split(","))):
-            load_plugin(name)
+            load_plugin(name, via="DESIM_PLUGINS")
     finally:
         _loading = False
 
 
-def load_plugin(module: str) -> None:
+def load_plugin(module: str, via: str = "load_plugin") -> None:
     """Import ``module`` (from the current folder too, as ``python -m`` would) and call its ``register()``
-    if it has one; a module may also register at import time. ImportError if it cannot be imported."""
+    if it has one; a module may also register at import time. :class:`PluginError` (one line) if it cannot
+    be imported or its ``register()`` fails."""
     key = f"module:{module}"
     if key in _loaded:
         return
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    mod = importlib.import_module(module)
-    _loaded.add(key)
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.split(".")[0] != e.name.split(".")[0]:  # the plugin itself imports a missing module
+            raise PluginError(f"{via}: plugin module {module!r} could not be imported: {_cause(e)}") from None
+        raise PluginError(f"{via}: no plugin module {module!r} in the current folder ({os.getcwd()}) or on "
+                          f"sys.path; run from the plugin's folder, add it to PYTHONPATH, or fix {via}") from None
+    except Exception as e:
+        raise PluginError(f"{via}: plugin module {module!r} failed to import: {_cause(e)}") from None
     reg = getattr(mod, "register", None)
     if callable(reg):
-        reg()
+        try:
+            reg()
+        except Exception as e:
+            raise PluginError(f"{via}: plugin module {module!r}: register() failed: {_cause(e)}") from None
+    _loaded.add(key)
 
 
 class Registry(Generic[T]):
@@ -145,7 +179,19 @@ class ModelSpec:
       ``tables() -> {table: columns}``;
     - ``brain_field``: the section's field naming its agents' brain (``None``: no brain);
     - ``rate(scenario, prepared)``: about how many events the model makes per simulated
-      second (an upper estimate), so the wiring layer can refuse a run it could not finish.
+      second (an upper estimate), so the wiring layer can refuse a run it could not finish;
+      without one, the wiring layer measures it on a short trial run (``docs/models.md``);
+    - ``figures``: the top-level keys ``summary()`` returns (a tuple, or
+      ``figures(scenario, prepared)``), so a clash with the runner's figures is refused
+      before the run; the run's summary must then hold no other key;
+    - ``tables``: the table names ``tables()`` returns (a tuple or a callable, as ``figures``),
+      so a clash with the network's tables is refused before the run;
+    - ``refines``: runner figures the model may replace with its own (the warehouse adds its
+      robots' retries to ``retries``); any other clash is refused;
+    - ``printout(summary) -> [(label, text), ...]``: the rows ``desim run`` prints after the
+      runner's (default: every model figure, flattened);
+    - ``headline(summary) -> str``: a few words for ``desim runs list`` (e.g. "957 deliveries"),
+      stored with the run so readers need no plugin.
     """
 
     section: str
@@ -155,6 +201,11 @@ class ModelSpec:
     brain_field: str | None = None
     rate: Callable[..., float] | None = None
     description: str = ""
+    figures: tuple[str, ...] | Callable[..., Any] | None = None
+    tables: tuple[str, ...] | Callable[..., Any] | None = None
+    refines: tuple[str, ...] = ()
+    printout: Callable[[dict], list] | None = None
+    headline: Callable[[dict], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ class ScenarioError(ValueError):
         super().__init__(f"{file}: {field}: {problem}" if field else f"{file}: {problem}")
 
 
+class NotANode(ValueError):
+    """An agent built under a name that is not a node of the run's topology (``str()``: one line, naming
+    the agent and the nodes it could be). The wiring layer turns it into a :class:`ScenarioError`."""
+
+
 class FieldError(ValueError):
     """Raised by a section's validator about one of its nested fields: ``path`` (e.g. ``("mappo", "lr")``)
     is added to the section's place in the file, so the user reads ``train.mappo.lr: problem``."""
@@ -84,6 +89,14 @@ def error_of(e: ValidationError, file: str, prefix: tuple = ()) -> ScenarioError
         msg = cause.problem
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
+        if not prefix and len(err["loc"]) == 1 and isinstance(err.get("input"), (dict, list)):
+            import difflib
+
+            names = sorted(n for n, _ in registry.sections.items())
+            close = difflib.get_close_matches(str(err["loc"][0]), names, n=1)
+            hint = f"did you mean [{close[0]}]? " if close else ""
+            msg = (f"unknown section: no loaded plugin defines [{err['loc'][0]}]; {hint}known: {', '.join(names)}; a "
+                   f"model's plugin is loaded by DESIM_PLUGINS=MODULE or an entry point in group {registry.ENTRY_POINT_GROUP}")
     if err["type"] == "missing":
         msg = "required field is missing"
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""

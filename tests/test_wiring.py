@@ -97,7 +97,12 @@ def test_brain_specs_are_parsed_in_one_place():
 def test_an_unknown_section_is_one_line():
     with pytest.raises(kernel_scenario.ScenarioError) as e:
         kernel_scenario.parse('name = "x"\n[warehose]\nrobots = 2\n', "f.toml")
-    assert str(e.value) == "f.toml: warehose: unknown field"
+    msg = str(e.value)
+    assert msg.startswith("f.toml: warehose: unknown section: no loaded plugin defines [warehose]; did you mean [warehouse]?")
+    assert "DESIM_PLUGINS" in msg and "\n" not in msg
+    with pytest.raises(kernel_scenario.ScenarioError) as e:  # a misspelt scalar is still an unknown field
+        kernel_scenario.parse('name = "x"\nsed = 2\n', "f.toml")
+    assert str(e.value) == "f.toml: sed: unknown field"
 
 
 # sections that work on a model, with a smallest valid body (the test fails on a new one it does not know)

@@ -20,6 +20,8 @@ from desim.app.recording import record_run
 from desim.app.runner import prepare as plan_of, run as run_scenario
 from desim.app.scenario import ScenarioError, load
 from desim.policies.spec import check_brain, learner_names
+from desim.app import rules
+from desim.registry import PluginError, models
 from desim.store import DEFAULT_STORE, KINDS, Store, StoreError
 
 try:  # typer >= 0.20 vendors click; older ones use the real one
@@ -82,6 +84,7 @@ class _LazyProgress:
 
 
 def _print_summary(s: dict) -> None:
+    """The runner's rows, then the model's (its spec's ``printout``, or every model figure: desim.app.rules)."""
     t = Table(title=f"run {s['run_id']} — {s['scenario']} (seed {s['seed']})", show_header=False)
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -95,18 +98,14 @@ def _print_summary(s: dict) -> None:
         t.add_row(f"dropped: {reason}", f"{n:,}")
     t.add_row("in flight at end", f"{m['in_flight']:,}")
     t.add_row("conservation", "ok" if s["conservation_ok"] else "VIOLATED")
-    for key in ("deliveries", "throughput_per_hour", "collisions", "deadlocks"):
-        if key in s:
-            v = s[key]
-            t.add_row(key.replace("_", " "), f"{v:,.1f}" if isinstance(v, float) else f"{v:,}")
-    if "order_latency" in s:
-        ol = s["order_latency"]
-        t.add_row("order latency p50/p95/p99", " / ".join(f"{ol[k]:.1f}" if ol[k] is not None else "-" for k in ("p50", "p95", "p99")) + " s")
-    if "orders" in s:
-        o = s["orders"]
-        t.add_row("orders created/completed/pending", f"{o['created']} / {o['completed']} / {o['pending']}")
-        for reason, n in o["failed"].items():
-            t.add_row(f"orders failed: {reason}", f"{n:,}")
+    if s.get("model"):
+        spec = models.get(s["model"]) if s["model"] in models else None
+        rows = rules.printout_of(spec, s)
+        if rows:
+            t.add_section()
+            for label, text in rows:
+                t.add_row(label, text)
+        t.add_section()
     t.add_row("trace hash", s["trace_hash"][:16] + "…")
     console.print(t)
 
@@ -664,34 +663,7 @@ def _print_table(t: Table) -> None:
         Console(file=sys.stdout, width=300, markup=False, emoji=False, highlight=False).print(t)
 
 
-def _fmt(v: Any) -> str:
-    """A figure as a person reads it: thousands separated, at most 4 significant digits after the point."""
-    if isinstance(v, bool) or v is None:
-        return "-" if v is None else ("yes" if v else "no")
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        if v == int(v) and abs(v) < 1e15:
-            return f"{int(v):,}"
-        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.1f}"
-    return str(v)
-
-
-def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out += _flatten(v, key + ".")
-        elif isinstance(v, list) and v and all(isinstance(x, (int, float, str)) for x in v) and len(v) <= 8:
-            out.append((key, ", ".join(_fmt(x) for x in v)))
-        elif isinstance(v, (dict, list)):
-            out.append((key, f"{len(v)} items" if v else "-"))
-        else:
-            out.append((key, v))
-    return out
+_fmt, _flatten = rules.fmt, rules.flatten
 
 
 @runs_app.command("list")
@@ -720,14 +692,30 @@ def runs_list(
         t.add_column(col, no_wrap=col in ("kind", "status", "seed"))
     for r in rows:
         sm = r.get("summary") or {}
-        headline = (f"{_fmt(sm['deliveries'])} deliveries" if "deliveries" in sm else
-                    f"{_fmt(sm['messages']['delivered'])}/{_fmt(sm['messages']['sent'])} msgs" if "messages" in sm else
-                    f"{_fmt(sm['steps'])} env steps" if "steps" in sm else
-                    f"{_fmt(sm['passed'])}/{_fmt(sm['arms'])} arms passed" if "arms" in sm else
-                    f"{_fmt(sm['runs'])} runs, {_fmt(sm['points'])} points" if "points" in sm else "")
+        headline = _headline(r["kind"], sm)
         t.add_row(r["run_id"], r["kind"], str(r.get("scenario") or ""), _fmt(r.get("seed")), str(r.get("brain") or ""),
                   r["status"], str(r.get("started_at"))[:19], headline)
     _print_table(t)  # ids are never cut: piped, rows keep their width; in a terminal the other columns wrap
+
+
+def _headline(kind: str, sm: dict) -> str:
+    """A run's few words in `runs list`: its model's stored headline, else what its kind always has."""
+    def n(key: str) -> str | None:
+        v = sm.get(key)
+        return _fmt(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    msgs = sm.get("messages")
+    if isinstance(sm.get("headline"), str):
+        return sm["headline"]
+    if kind == "run" and isinstance(msgs, dict) and isinstance(msgs.get("sent"), int):
+        return f"{_fmt(msgs.get('delivered'))}/{_fmt(msgs['sent'])} msgs"
+    if kind == "train" and n("steps"):
+        return f"{n('steps')} env steps"
+    if kind == "eval" and n("passed") and n("arms"):
+        return f"{n('passed')}/{n('arms')} arms passed"
+    if kind == "sweep" and n("runs") and n("points"):
+        return f"{n('runs')} runs, {n('points')} points"
+    return ""
 
 
 @runs_app.command("show")
@@ -804,6 +792,9 @@ def main() -> None:
         ctx = getattr(e, "ctx", None)
         where = f" ({ctx.command_path})" if ctx is not None else ""
         err_console.print(f"desim: error{where}: {' '.join(e.format_message().replace('Value error, ', '').split())}", soft_wrap=True)
+        sys.exit(2)
+    except PluginError as e:  # a plugin that does not import, wherever a registry first loaded it
+        err_console.print(f"desim: error: {' '.join(str(e).split())}", soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import tomli_w
 
 from desim.network.tables import network_tables
+from desim.app import rules
 from desim.app.runner import build, check_budget, execute
 from desim.scenario import ScenarioBase, to_data
 from desim.store import DEFAULT_STORE, Store
@@ -38,9 +39,10 @@ def record_run(sc: ScenarioBase, scenario_path: Path | None, store_path: Path | 
                    config=config) as handle:
         result = execute(world, until_used, run_id=handle.run_id, progress=progress)
         tables = network_tables(result.network)
-        if result.model is not None:
-            for name, rows in result.model.tables().items():
-                if name in tables:
+        if result.model is not None:  # checked (desim.app.rules) before a row is written: a bad table fails the run
+            own = rules.check_tables(world.plan.model_name, result.model.tables(), file)
+            for name, rows in own.items():
+                if name in tables:  # a shared table (events): the model's rows after the network's
                     tables[name] = {k: list(tables[name][k]) + list(rows[k]) for k in tables[name]}
                 else:
                     tables[name] = rows

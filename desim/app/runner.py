@@ -27,12 +27,13 @@ import networkx as nx
 import math
 import os
 
+from desim.app import rules
 from desim.network.config import attach, build_graph, check_graph, check_wiring, events as network_events, start_traffic
 from desim.network.flows import Flow
 from desim.policies.spec import check_brain, make_brain
 from desim.registry import ModelSpec, models, sections
 from desim.rng import RngStreams
-from desim.scenario import ScenarioBase, ScenarioError
+from desim.scenario import NotANode, ScenarioBase, ScenarioError
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Plan:
     flows: list[Flow]
     model: ModelSpec | None = None
     prepared: Any = None
+    model_name: str | None = None
+    measured_rate: float | None = None  # events per simulated second of a model without a ``rate`` (a trial run)
 
     @property
     def brain_spec(self) -> str | None:
@@ -67,12 +70,50 @@ def event_budget() -> float:
     return budget if math.isfinite(budget) and budget > 0 else EVENT_BUDGET
 
 
+TRIAL_SECONDS = 10.0
+"""Simulated seconds of the trial run that measures the rate of a model without a declared ``rate``."""
+TRIAL_EVENTS = 20_000
+"""Kernel events after which that trial stops (whichever comes first)."""
+TRIAL_MARGIN = 2.0
+"""The measured rate is multiplied by this: a trial sees the run's start, not its busiest minute."""
+
+
+def model_rate(plan: "Plan") -> float:
+    """Events per simulated second the model makes: its declared ``rate``, or one measured on a trial run
+    (``TRIAL_SECONDS`` simulated, at most ``TRIAL_EVENTS`` events, times ``TRIAL_MARGIN``), once per plan."""
+    if plan.model is None:
+        return 0.0
+    if plan.model.rate is not None:
+        return float(plan.model.rate(plan.scenario, plan.prepared))
+    if plan.measured_rate is None:
+        plan.measured_rate = _trial_rate(plan) * TRIAL_MARGIN
+    return plan.measured_rate
+
+
+def _trial_rate(plan: "Plan") -> float:
+    """A short run of the model on a fresh simulation (its seed), counting kernel events per simulated second.
+
+    The network's own traffic is estimated separately (``network_events``), so it is not started here."""
+    sc = plan.scenario
+    sim = _simulation(sc.seed, keep_trace=False)
+    net = attach(sim, sc, plan.graph.copy())
+    brain = resolve_brain(plan, sc.seed)
+    _build_model(plan, sim, net, brain)
+    horizon = min(TRIAL_SECONDS, sc.until)
+    env, n = sim.env, 0
+    while n < TRIAL_EVENTS:
+        t = env.peek()
+        if t > horizon:
+            break
+        env.step()
+        n += 1
+    elapsed = env.now if n >= TRIAL_EVENTS else horizon
+    return n / max(elapsed, 1e-9)
+
+
 def estimated_events(plan: "Plan", until: float) -> float:
     """About how many events a run of ``until`` simulated seconds takes (an over-estimate)."""
-    total = network_events(plan.scenario, plan.graph, plan.flows, until)
-    if plan.model is not None and plan.model.rate is not None:
-        total += plan.model.rate(plan.scenario, plan.prepared) * until
-    return total
+    return network_events(plan.scenario, plan.graph, plan.flows, until) + model_rate(plan) * until
 
 
 def check_budget(plan: "Plan", until: float, field: str = "until") -> None:
@@ -85,9 +126,15 @@ def check_budget(plan: "Plan", until: float, field: str = "until") -> None:
 
 def model_of(sc: ScenarioBase, file: str = "<scenario>") -> ModelSpec | None:
     """The registered model whose section the scenario has (None: a network-only scenario)."""
-    found = [spec for _name, spec in models.items() if getattr(sc, spec.section, None) is not None]
+    named = named_model_of(sc, file)
+    return named[1] if named else None
+
+
+def named_model_of(sc: ScenarioBase, file: str = "<scenario>") -> tuple[str, ModelSpec] | None:
+    """``(name, spec)`` of the registered model whose section the scenario has (None: network only)."""
+    found = [(name, spec) for name, spec in models.items() if getattr(sc, spec.section, None) is not None]
     if len(found) > 1:
-        raise ScenarioError(file, "", f"one model per scenario, got sections {', '.join(s.section for s in found)}")
+        raise ScenarioError(file, "", f"one model per scenario, got sections {', '.join(s.section for _, s in found)}")
     return found[0] if found else None
 
 
@@ -104,13 +151,16 @@ def prepare(sc: ScenarioBase, file: str = "<scenario>") -> Plan:
     cached = sc._plan
     if cached is not None and cached[0] == id(sc):
         return cached[1]
-    spec = model_of(sc, file)
+    named = named_model_of(sc, file)
+    name, spec = named if named else (None, None)
     check_requires(sc, file)
     g = spec.topology(sc, file) if spec is not None and spec.topology is not None else build_graph(sc.topology, file)
     check_graph(g, file)
     flows = check_wiring(sc, g, file)
     prepared = spec.check(sc, g, file) if spec is not None and spec.check is not None else None
-    plan = Plan(sc, file, g, flows, spec, prepared)
+    if spec is not None:
+        rules.check_declared(name, spec, sc, prepared, file)  # reserved figures and tables, before anything runs
+    plan = Plan(sc, file, g, flows, spec, prepared, name)
     if plan.brain_spec is not None:
         try:
             check_brain(plan.brain_spec)  # the spec only; the brain is built once, per run
@@ -156,19 +206,32 @@ class World:
 def build(sc: ScenarioBase | Plan, seed: int, *, file: str = "<scenario>", keep_trace: bool = False,
           record_delays: bool = False, brain: Any = None) -> World:
     """Wire a scenario into a fresh simulation without running it."""
-    from desim.sim import Simulation  # lazy: Mesa costs ~1 s that `desim validate` skips
-
     plan = sc if isinstance(sc, Plan) else prepare(sc, file)
     b = resolve_brain(plan, seed, brain)
-    sim = Simulation(seed, keep_trace=keep_trace)
+    sim = _simulation(seed, keep_trace=keep_trace)
     net = attach(sim, plan.scenario, plan.graph.copy(), record_delays=record_delays)
     model = None
     if plan.model is not None:
-        model = plan.model.build(sim, net, plan.scenario, plan.prepared, b)
+        model = _build_model(plan, sim, net, b)
     else:
         start_traffic(sim, net.graph, plan.flows)
     spec = brain if isinstance(brain, str) else (plan.brain_spec if brain is None else getattr(brain, "name", None))
     return World(plan, seed, sim, net, model, b, spec if b is not None else None)
+
+
+def _simulation(seed: int, keep_trace: bool) -> Any:
+    """A fresh Simulation (the one door to desim.sim here)."""
+    from desim.sim import Simulation  # lazy: Mesa costs ~1 s that `desim validate` skips
+
+    return Simulation(seed, keep_trace=keep_trace)
+
+
+def _build_model(plan: Plan, sim: Any, net: Any, brain: Any) -> Any:
+    """The model on ``sim``; an agent that is not a node of the topology is one ScenarioError line."""
+    try:
+        return plan.model.build(sim, net, plan.scenario, plan.prepared, brain)
+    except NotANode as e:
+        raise ScenarioError(plan.file, plan.model.section, str(e)) from None
 
 
 @dataclass
@@ -208,9 +271,10 @@ def run(sc: ScenarioBase, seed: int | None = None, until: float | None = None, *
 
 
 def _summarise(world: World, cons: dict, wall: float, run_id: str | None) -> RunResult:
-    sim, net, model = world.sim, world.network, world.model
+    sim, net, model, plan = world.sim, world.network, world.model, world.plan
     if not cons["ok"]:
-        raise AssertionError(f"message conservation violated: {cons}")
+        raise rules.ModelRuleError(plan.file, "", "message conservation violated: sent + duplicated != delivered + "
+                                   f"dropped + in flight ({ {k: cons[k] for k in cons if k != 'ok'} })")
     summary: dict[str, Any] = {
         "run_id": run_id or f"r-{uuid.uuid4().hex[:12]}",
         "scenario": world.plan.scenario.name,
@@ -226,11 +290,15 @@ def _summarise(world: World, cons: dict, wall: float, run_id: str | None) -> Run
         "faults": [list(x) for x in net.fault_log],
     }
     if model is not None:
-        figures = model.summary()  # may refine the runner's figures (the warehouse adds its own retries)
+        spec = plan.model
+        # the model's figures, checked against the rules (reserved names, ``_conserved`` balances: desim.app.rules);
+        # those in ``spec.refines`` replace the runner's (the warehouse adds its robots' retries)
+        figures = rules.check_figures(plan.model_name, spec, plan.scenario, plan.prepared, model.summary(), plan.file)
         summary.update(figures)
-        broken = [k for k, v in figures.items() if k.endswith("_conserved") and v is not True]
-        if broken:  # a model proves its own balances (orders, requests ...) with ``<thing>_conserved`` flags
-            raise AssertionError(f"conservation violated: {', '.join(broken)} ({ {k: figures.get(k.removesuffix('_conserved')) for k in broken} })")
+        summary["model"] = plan.model_name
         if world.brain_spec is not None:
             summary["brain"] = world.brain_spec
+        headline = rules.headline_of(spec, summary)
+        if headline:
+            summary["headline"] = headline
     return RunResult(summary, sim, net, model)

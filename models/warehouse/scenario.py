@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from desim.models.services import config as services
+from desim.models.warehouse import printout
 from desim.models.warehouse.layout import Layout
 from desim.models.warehouse.pipeline_config import PipelineCfg
 from desim.network import topology as T
@@ -154,4 +155,6 @@ def register() -> None:
                                               description="the warehouse's order pipeline and procurement agent",
                                               requires="warehouse"))
     models.register("warehouse", ModelSpec("warehouse", build=build, check=check, topology=topology, brain_field="brain",
-                                           rate=rate, description="robots on an rware-rules floor"))
+                                           rate=rate, description="robots on an rware-rules floor",
+                                           figures=printout.FIGURES, refines=printout.REFINES,
+                                           printout=printout.printout, headline=printout.headline))
