@@ -1,6 +1,7 @@
 """Tables: any stored table of any run, whatever its model: preview, filter, download as CSV."""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from desim.dashboards import browse as B
@@ -47,9 +48,12 @@ if column != NONE:
     s = df[column]
     kind = B.column_kind(s)
     where = f"{name}:{column}"  # a widget per table and column: a new column starts unfiltered
-    if kind == "number" and s.notna().any():
+    finite = s[np.isfinite(s.astype("float64").to_numpy(na_value=np.nan))] if kind == "number" else s
+    if kind == "number" and finite.empty:
+        f2.caption(f"`{column}` has no finite value.")
+    elif kind == "number":
         integer = str(s.dtype).lower().startswith(("int", "uint"))
-        lo, hi = (int(s.min()), int(s.max())) if integer else (float(s.min()), float(s.max()))
+        lo, hi = (int(finite.min()), int(finite.max())) if integer else (float(finite.min()), float(finite.max()))
         if lo < hi:
             got = f2.slider(f"{column} between", lo, hi, (lo, hi), key=f"tables_range:{where}",
                             step=None if integer else (hi - lo) / 1000)
