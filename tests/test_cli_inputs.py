@@ -295,3 +295,11 @@ def test_the_readme_examples_run_as_written(tmp_path, monkeypatch):
     assert len(runs) >= 5  # several runs: `latest` and the exports stayed unambiguous
     exported = [p.parent.name for p in (tmp_path / "export").glob("*/run.json")]
     assert len(exported) == 1 and exported[0] in {r["run_id"] for r in runs}, exported
+
+
+def test_the_cli_kinds_are_the_stores():
+    """`--kind` is a Choice built without importing the store (start-up): the same kinds as the store's."""
+    from desim.app import cli
+    from desim.store import KINDS
+
+    assert tuple(k.value for k in cli.Kind) == KINDS

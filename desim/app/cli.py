@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import importlib.util
 import json
 import math
 import re
@@ -15,14 +16,31 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from desim.app import eval as E
-from desim.app.recording import record_run
-from desim.app.runner import prepare as plan_of, run as run_scenario
-from desim.app.scenario import ScenarioError, load
-from desim.policies.spec import check_brain, learner_names
-from desim.app import rules
-from desim.registry import PluginError, models
-from desim.store import DEFAULT_STORE, KINDS, Store, StoreError
+from desim import registry
+
+
+def _lazy(name: str) -> Any:
+    """Module ``name``, executed on its first attribute access (``importlib.util.LazyLoader``), so ``desim
+    --help`` and the light commands skip the runner, the store (DuckDB, Arrow) and the suites they don't use."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# the wiring layer and the store, loaded by the commands that use them (desim.app.* and desim.store: below the CLI)
+E = _lazy("desim.app.eval")
+recording = _lazy("desim.app.recording")
+runner = _lazy("desim.app.runner")
+scenarios = _lazy("desim.app.scenario")
+brains = _lazy("desim.policies")  # its spec module: brain specs and learner names
+rules = _lazy("desim.app.rules")
+stores = _lazy("desim.store")
+KINDS = ("run", "train", "sweep", "eval", "study")  # desim.store.KINDS (tests/test_cli_inputs.py checks they agree)
 
 try:  # typer >= 0.20 vendors click; older ones use the real one
     from typer._click.exceptions import UsageError as _VendoredUsageError
@@ -99,7 +117,7 @@ def _print_summary(s: dict) -> None:
     t.add_row("in flight at end", f"{m['in_flight']:,}")
     t.add_row("conservation", "ok" if s["conservation_ok"] else "VIOLATED")
     if s.get("model"):
-        spec = models.get(s["model"]) if s["model"] in models else None
+        spec = registry.models.get(s["model"]) if s["model"] in registry.models else None
         rows = rules.printout_of(spec, s)
         if rows:
             t.add_section()
@@ -114,8 +132,8 @@ def _print_summary(s: dict) -> None:
 def validate(scenario: Path = typer.Argument(..., help="scenario TOML file")) -> None:
     """Check a scenario file; exit 0 if it can run, 2 with one line naming the problem."""
     try:
-        sc = load(scenario)
-    except ScenarioError as e:
+        sc = scenarios.load(scenario)
+    except scenarios.ScenarioError as e:
         fail(str(e))
     console.print(f"{scenario}: ok ({sc.name})")
 
@@ -132,14 +150,14 @@ def run(
 ) -> None:
     """Run a scenario and print its summary."""
     try:
-        sc = load(scenario)
-    except ScenarioError as e:
+        sc = scenarios.load(scenario)
+    except scenarios.ScenarioError as e:
         fail(str(e))
     if brain is not None:
-        if plan_of(sc).brain_spec is None:
+        if runner.prepare(sc).brain_spec is None:
             fail(f"--brain: scenario {scenario} has no agents with brains (no model section with a brain)")
         try:
-            check_brain(brain)  # the spec only: the brain itself is built once, by the run
+            brains.check_brain(brain)  # the spec only: the brain itself is built once, by the run
         except ValueError as e:
             fail(f"--brain: {e}")
     if not no_store:
@@ -147,10 +165,10 @@ def run(
     progress = _LazyProgress(until or sc.until, enabled=not json_out and sys.stderr.isatty())
     try:
         if not no_store:
-            summary = record_run(sc, scenario, store, seed=seed, until=until, progress=progress, brain=brain)
+            summary = recording.record_run(sc, scenario, store, seed=seed, until=until, progress=progress, brain=brain)
         else:
-            summary = run_scenario(sc, seed, until, file=str(scenario), progress=progress, brain=brain).summary
-    except (ScenarioError, StoreError) as e:
+            summary = runner.run(sc, seed, until, file=str(scenario), progress=progress, brain=brain).summary
+    except (scenarios.ScenarioError, stores.StoreError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", 130)
@@ -195,7 +213,7 @@ def dash(
     if not local:  # as Jupyter does: say it, once, before serving
         err_console.print(f"desim: warning: the dashboard listens on {host}:{port} without authentication: anyone who "
                           "can reach it can read the store and start simulations on this machine")
-    env = dict(os.environ, DESIM_STORE=str(Path(store or DEFAULT_STORE).resolve()))
+    env = dict(os.environ, DESIM_STORE=str(Path(store or stores.DEFAULT_STORE).resolve()))
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
            "--server.address", host, "--server.headless", str(headless).lower(),
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]  # minimal: no Deploy button
@@ -229,8 +247,8 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train a learner on a scenario: curves to the store, versioned checkpoints, rollback."""
-    if algo not in learner_names():
-        fail(f"--algo: unknown algo {algo!r} (expected one of {', '.join(learner_names())})")
+    if algo not in brains.learner_names():
+        fail(f"--algo: unknown algo {algo!r} (expected one of {', '.join(brains.learner_names())})")
     if not DEVICE.match(device):
         fail(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
     if steps <= 0:
@@ -238,12 +256,12 @@ def train(
     if seed < 0:
         fail(f"--seed: must be non-negative, got {seed}")
     try:
-        sc = load(scenario)
+        sc = scenarios.load(scenario)
         _store(store, must_exist=False)  # before training: a bad store path costs nothing (a new one is not created here)
         train_cfg = ({"floors": "batched", "n_envs": envs} if envs is not None else {}) | ({"observations": obs.value} if obs else {})
         result = _learning().train(sc, algo, steps, scenario_text=Path(scenario).read_text(), file=str(scenario), device=device, seed=seed, out_dir=out, store_path=store,
                               progress=not json_out, train_cfg=train_cfg)
-    except (ScenarioError, StoreError, ValueError) as e:
+    except (scenarios.ScenarioError, stores.StoreError, ValueError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", 130)
@@ -287,7 +305,7 @@ def sweep(
         fail("--address: only for --backend ray")
     try:
         sw = S.load_sweep(sweep_file)
-    except ScenarioError as e:
+    except scenarios.ScenarioError as e:
         fail(str(e))
     st = _store(store, must_exist=False)
     try:
@@ -302,7 +320,7 @@ def sweep(
     except KeyboardInterrupt:
         bar.close()
         fail("interrupted: finished runs are kept; run the same command again to resume", 130)
-    except (ScenarioError, StoreError) as e:
+    except (scenarios.ScenarioError, stores.StoreError) as e:
         bar.close()
         fail(str(e))
     finally:
@@ -394,10 +412,10 @@ def eval_(
     try:
         results, _rows, _windows, sc, run_id = E.run_suite(scenario, suite=suite.value, guard=guard.value, seed=seed,
                                                            until=until, cases=case, progress=bar.update, store=st)
-    except ScenarioError as e:
+    except scenarios.ScenarioError as e:
         bar.close()
         fail(str(e))
-    except StoreError as e:
+    except stores.StoreError as e:
         bar.close()
         fail(str(e))
     except KeyboardInterrupt:
@@ -475,9 +493,9 @@ def _study_common(scenario: Path, seeds: int, steps: int, workers: int, store: O
     if workers < 1:
         fail(f"--workers: must be at least 1, got {workers}")
     try:
-        load(scenario)
+        scenarios.load(scenario)
         return _store(store, must_exist=False)
-    except (ScenarioError, StoreError, ValueError) as e:
+    except (scenarios.ScenarioError, stores.StoreError, ValueError) as e:
         fail(str(e))
 
 
@@ -487,14 +505,14 @@ def _run_study(kind: str, scenario: Path, algos: list[str], seeds: int, steps: i
     S = _learning()
     st = _study_common(scenario, seeds, steps, workers, store)
     for a in algos:
-        if a not in learner_names():
-            fail(f"--algos: unknown algo {a!r} (expected some of {', '.join(learner_names())})")
+        if a not in brains.learner_names():
+            fail(f"--algos: unknown algo {a!r} (expected some of {', '.join(brains.learner_names())})")
     bar = _EvalBar(not json_out)
     try:
         rep = S.run_study(kind, scenario, algos=algos, seeds=seeds, steps=steps, envs=envs, episodes=episodes,
                           until=until, event=event, workers=workers, store_path=st.path, target=target,
                           evaluations=evaluations, eval_episodes=eval_episodes, progress=bar.update)
-    except (ScenarioError, StoreError, ValueError) as e:
+    except (scenarios.ScenarioError, stores.StoreError, ValueError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", 130)
@@ -588,7 +606,7 @@ def study_pipeline(
     bar = _EvalBar(not json_out)
     try:
         rep = S.run_pipeline_study(scenario, seeds=seeds, until=until, store_path=st.path, progress=bar.update)
-    except (ScenarioError, StoreError, ValueError) as e:
+    except (scenarios.ScenarioError, stores.StoreError, ValueError) as e:
         fail(str(e))
     finally:
         bar.close()
@@ -626,7 +644,7 @@ def report(
         rid = _resolve(st, sweep_id)
     try:
         path = write_report(st, rid, out)
-    except (ValueError, StoreError, OSError) as e:
+    except (ValueError, stores.StoreError, OSError) as e:
         fail(str(e))
     console.print(str(path))
 
@@ -637,12 +655,12 @@ app.add_typer(runs_app, name="runs")
 
 def _store(path: Optional[Path], *, must_exist: bool = True) -> Store:
     """The results store at ``path`` (default runs/desim.duckdb); one line and exit 2 when it is not one."""
-    p = Path(path or DEFAULT_STORE)
+    p = Path(path or stores.DEFAULT_STORE)
     if must_exist and not p.exists():
         fail(f"no store at {p} (run `desim run SCENARIO --store {p}` first, or pass --store)")
     try:
-        return Store(p)
-    except StoreError as e:
+        return stores.Store(p)
+    except stores.StoreError as e:
         fail(str(e))
 
 
@@ -651,7 +669,7 @@ def _resolve(st: Store, ref: str) -> str:
         return st.resolve(ref)
     except KeyError as e:
         fail(str(e.args[0] if e.args else e))
-    except StoreError as e:
+    except stores.StoreError as e:
         fail(str(e))
 
 
@@ -663,7 +681,12 @@ def _print_table(t: Table) -> None:
         Console(file=sys.stdout, width=300, markup=False, emoji=False, highlight=False).print(t)
 
 
-_fmt, _flatten = rules.fmt, rules.flatten
+def _fmt(v: Any) -> str:
+    return rules.fmt(v)
+
+
+def _flatten(d: dict) -> list:
+    return rules.flatten(d)
 
 
 @runs_app.command("list")
@@ -677,7 +700,7 @@ def runs_list(
     st = _store(store)
     try:
         rows = st.list_runs(kind=kind.value if kind else None, limit=limit)
-    except StoreError as e:
+    except stores.StoreError as e:
         fail(str(e))
     if json_out:
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
@@ -729,7 +752,7 @@ def runs_show(
     rid = _resolve(st, run_id)
     try:
         r = st.get_run(rid)
-    except (KeyError, StoreError) as e:
+    except (KeyError, stores.StoreError) as e:
         fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
     if json_out:
         sys.stdout.write(json.dumps(r, default=str) + "\n")
@@ -775,8 +798,8 @@ def runs_export(
     rid = _resolve(st, run_id)
     try:
         paths = st.export(rid, out, fmt=fmt.value, overwrite=overwrite)
-    except (StoreError, OSError) as e:
-        msg = str(e) if isinstance(e, StoreError) else f"cannot export into {out}: {e.strerror or e}"
+    except (stores.StoreError, OSError) as e:
+        msg = str(e) if isinstance(e, stores.StoreError) else f"cannot export into {out}: {e.strerror or e}"
         fail(msg + (" (pass --overwrite to replace it)" if "not overwriting" in msg else ""))
     for p in paths:
         console.print(str(p))
@@ -793,7 +816,7 @@ def main() -> None:
         where = f" ({ctx.command_path})" if ctx is not None else ""
         err_console.print(f"desim: error{where}: {' '.join(e.format_message().replace('Value error, ', '').split())}", soft_wrap=True)
         sys.exit(2)
-    except PluginError as e:  # a plugin that does not import, wherever a registry first loaded it
+    except registry.PluginError as e:  # a plugin that does not import, wherever a registry first loaded it
         err_console.print(f"desim: error: {' '.join(str(e).split())}", soft_wrap=True)
         sys.exit(2)
     except typer.Abort:

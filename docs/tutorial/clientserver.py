@@ -125,7 +125,13 @@ def build(sim, net, sc, prepared, brain) -> ClientServerModel:
     return ClientServerModel(sim, sc.clientserver, clients, servers)
 
 
+def rate(sc, prepared) -> float:
+    """Events per simulated second, over-estimated: per request a send, a timer, a service time, an answer, hops."""
+    return 16 * sc.clientserver.clients * sc.clientserver.rate
+
+
 def register() -> None:
     sections.register("clientserver", SectionSpec(ClientServerCfg, owner="tutorial", description="clients and servers"))
-    models.register("clientserver", ModelSpec("clientserver", build=build, check=check, topology=topology,
+    models.register("clientserver", ModelSpec("clientserver", build=build, check=check, topology=topology, rate=rate,
+                                              headline=lambda s: f"{s['answered']:,}/{s['requests']:,} answered",
                                               description="clients send requests to servers over the network"))
