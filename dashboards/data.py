@@ -385,7 +385,7 @@ def edge_states(g: nx.Graph, active: pd.DataFrame) -> dict[frozenset, str]:
             for u, v in g.edges:
                 if u in where and v in where and where[u] != where[v]:
                     states[frozenset((u, v))] = "cut"
-        elif fault == "flap":
+        elif fault in ("flap", "cut"):  # one link, written "a-b" in the fault log
             for u, v in _split_links(target, nodes):
                 states[frozenset((u, v))] = "cut"
         elif fault in ("latency_spike", "slow_link"):
