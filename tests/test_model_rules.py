@@ -24,13 +24,13 @@ from desim import registry
 from desim.agent import Agent
 from desim.app import rules, runner
 from desim.app.scenario import load
+from desim.models.warehouse.printout import FIGURES
 from desim.registry import ModelSpec, SectionSpec
 from desim.scenario import ScenarioError, Section
 from desim.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-WAREHOUSE_KEYS = ("tempo", "brain", "robots", "floor", "deliveries", "throughput_per_hour", "order_latency",
-                  "collisions", "deadlocks", "orders", "orders_conserved", "retries", "robot_time", "bottleneck")
+WAREHOUSE_KEYS = FIGURES  # every figure a warehouse run's summary may hold
 
 
 class ProbeCfg(Section):
