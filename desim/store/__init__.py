@@ -16,9 +16,12 @@ write, across processes. One reason to change per module:
 - :mod:`desim.store.lifecycle`: begin/finish/mark, the ``run()`` context
   manager and :class:`RunHandle`, crashed-writer detection, ``code_version``;
 - :mod:`desim.store.queries`: list_runs, get_run, resolve (ids, unique
-  prefixes or suffixes, ``latest``), table, query, export (one folder per run);
+  prefixes or suffixes, ``latest``), table, query (``run=`` narrows it to some
+  runs), export (one folder per run); every read sees only parts of runs the
+  catalog lists;
 - :mod:`desim.store.core`: :class:`Store`, which owns a catalog and a parts
-  folder and ties them together in ``append``.
+  folder and ties them together in ``append``; it refuses to create a new
+  catalog over a parts folder that already holds runs (a deleted store's).
 
 Timestamps are naive UTC. ``summary``, ``config`` and ``tables`` are JSON
 text in the catalog (decoded to dicts by this API). NaN and inf become ``null``.

@@ -33,7 +33,8 @@ import pyarrow as pa
 from desim.store.schema import TABLES, duck_type
 
 __all__ = ["Catalog", "StoreError", "StoreLockTimeout", "check_store_file", "show_path", "one_line",
-           "RUN_COLUMNS", "SCHEMA_VERSION", "sql_str", "qi", "parquet_select", "empty_view_sql"]
+           "RUN_COLUMNS", "SCHEMA_VERSION", "sql_str", "qi", "parquet_select", "listed_parts_sql",
+           "empty_view_sql"]
 
 SCHEMA_VERSION = 1
 
@@ -141,6 +142,13 @@ def parquet_select(files_glob: str | None = None, files: Sequence[str] | None = 
     else:
         src = sql_str(files_glob or "")
     return f"SELECT * FROM read_parquet({src}, union_by_name = true)"
+
+
+def listed_parts_sql(files_glob: str) -> str:
+    """The catalog's view of a run table, for outside readers of the catalog file:
+    every part under ``files_glob`` whose rows belong to a run the ``runs`` table lists
+    (parts left from a deleted store, or from a writer that never made its row, are not shown)."""
+    return f"{parquet_select(files_glob=files_glob)} WHERE run_id IN (SELECT run_id FROM runs)"
 
 
 def empty_view_sql(name: str) -> str:
@@ -289,7 +297,10 @@ class Catalog:
             ).fetchall()}
             for name, sql in views:
                 if name not in existing:
-                    con.execute(f"CREATE OR REPLACE VIEW {qi(name)} AS {sql}")
+                    try:
+                        con.execute(f"CREATE OR REPLACE VIEW {qi(name)} AS {sql}")
+                    except (duckdb.InvalidInputException, duckdb.IOException):
+                        pass  # a part file DuckDB cannot read: no view for outside readers yet
 
     def _create_file(self) -> None:
         """Create an empty DuckDB file under a temp name, then hard-link it into

@@ -13,7 +13,8 @@ from typing import Any, Iterator
 import duckdb
 import pyarrow as pa
 
-from desim.store.catalog import Catalog, check_store_file, empty_view_sql, parquet_select, qi
+from desim.store.catalog import (Catalog, StoreError, check_store_file, empty_view_sql, listed_parts_sql, qi,
+                                 show_path)
 from desim.store.lifecycle import RunLifecycle, check_run_id
 from desim.store.parts import Parts
 from desim.store.queries import Queries
@@ -66,14 +67,32 @@ class Store(RunLifecycle, Queries):
     @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One catalog transaction; the first one creates the catalog with a view
-        per declared table (for outside readers such as a SQL console)."""
-        if not self._catalog.initialized:
-            self._catalog.ensure(
-                (name, parquet_select(files_glob=self._parts.glob(name)) if self._parts.files(name)
-                 else empty_view_sql(name))
-                for name in list(TABLES))
+        per declared table (for outside readers such as a SQL console), unless
+        the parts folder already holds runs (see :meth:`_refuse_stale_parts`)."""
+        self._ensure()
         with self._catalog.write() as con:
             yield con
+
+    def _ensure(self) -> None:
+        if not self._catalog.initialized:
+            if not check_store_file(self.path):
+                self._refuse_stale_parts()
+            self._catalog.ensure(
+                (name, listed_parts_sql(self._parts.glob(name)) if self._parts.files(name)
+                 else empty_view_sql(name))
+                for name in list(TABLES))
+
+    def _refuse_stale_parts(self) -> None:
+        """Before a new catalog is created: :class:`StoreError` if the parts folder
+        already holds parts of runs (the new catalog would list none of them; they
+        are left from a deleted store). Reads and changes nothing else."""
+        stale = self._parts.run_ids()
+        if stale and not check_store_file(self.path):  # a catalog made meanwhile lists them: not stale
+            n = len(stale)
+            raise StoreError(
+                f"{show_path(self.parts_dir)} holds parts of {n} run{'s' if n != 1 else ''} "
+                f"this store does not list (left from a deleted store?): move or delete that folder"
+            )
 
     # ------------------------------------------------------------------ appending
 
@@ -105,11 +124,19 @@ class Store(RunLifecycle, Queries):
         return path
 
     def _ensure_catalog_view(self, table: str, schema: pa.Schema) -> None:
-        """Keep the catalog's view of ``table`` a read_parquet view (for outside readers)."""
+        """Keep the catalog's view of ``table`` a read_parquet view of the listed runs'
+        parts (for outside readers); the first append of each Store object rewrites it,
+        so an older catalog's unfiltered view is brought up to date."""
         cols = {(f.name, str(f.type)) for f in schema}
         known = self._views.get(table)
         if known is not None and cols <= known:
             return
-        with self._write() as con:
-            con.execute(f"CREATE OR REPLACE VIEW {qi(table)} AS {parquet_select(files_glob=self._parts.glob(table))}")
+        self._ensure()
+        with self._catalog.connect(read_only=False) as con:  # one statement: no transaction to abort
+            try:
+                con.execute(f"CREATE OR REPLACE VIEW {qi(table)} AS {listed_parts_sql(self._parts.glob(table))}")
+            except duckdb.Error:
+                # a part file DuckDB cannot read (e.g. a broken one in an orphan folder) stops the
+                # glob: the rows are written all the same, and this Store's reads list parts run by run
+                return
         self._views[table] = (known or set()) | cols

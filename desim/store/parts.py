@@ -34,19 +34,46 @@ class Parts:
         return str(self.root / table / run_id / "*.parquet")
 
     def files(self, table: str, run_ids: Iterable[str] | None = None) -> list[str]:
+        """Part files of ``table``: of every run folder on disk (``run_ids=None``),
+        or of the given runs only, in their order."""
         if run_ids is None:
             return sorted(glob.glob(self.glob(table)))
+        present = self.run_dirs(table)
         out: list[str] = []
         for rid in run_ids:
-            out.extend(sorted(glob.glob(self.glob(table, rid))))
+            if rid in present:
+                out.extend(self._run_files(table, rid))
         return out
 
-    def tables(self) -> set[str]:
-        """Tables that have at least one part."""
-        if not self.root.is_dir():
+    def run_dirs(self, table: str) -> set[str]:
+        """Names of the run folders under ``table`` (parts in them or not)."""
+        try:
+            return {e.name for e in os.scandir(self.root / table) if e.is_dir()}
+        except (FileNotFoundError, NotADirectoryError):
             return set()
-        return {d.name for d in self.root.iterdir()
-                if d.is_dir() and NAME_RE.match(d.name) and glob.glob(self.glob(d.name))}
+
+    def _run_files(self, table: str, run_id: str) -> list[str]:
+        return sorted(glob.glob(os.path.join(glob.escape(str(self.root / table / run_id)), "*.parquet")))
+
+    def _table_dirs(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(d.name for d in self.root.iterdir() if d.is_dir() and NAME_RE.match(d.name))
+
+    def tables(self, run_ids: Iterable[str] | None = None) -> set[str]:
+        """Tables that have at least one part (of one of ``run_ids``, if given)."""
+        if run_ids is None:
+            return {t for t in self._table_dirs() if glob.glob(self.glob(t))}
+        ids = set(run_ids)
+        return {t for t in self._table_dirs()
+                if any(self._run_files(t, rid) for rid in sorted(self.run_dirs(t) & ids))}
+
+    def run_ids(self) -> set[str]:
+        """Every run that has at least one part, in any table (whether a catalog lists it or not)."""
+        out: set[str] = set()
+        for t in self._table_dirs():
+            out.update(rid for rid in self.run_dirs(t) - out if self._run_files(t, rid))
+        return out
 
     def counts(self, run_id: str) -> dict[str, dict[str, int]]:
         """``{table: {"parts": n, "rows": m}}`` for one run (rows from the Parquet footers)."""
