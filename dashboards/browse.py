@@ -14,6 +14,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from desim.dashboards.groups import flat
+
 FEW_VALUES = 30  # a text column with at most this many distinct values is filtered by picking values
 PREVIEW_ROWS = (10, 50, 100, 500, 1000, 5000)
 
@@ -115,17 +117,12 @@ def file_name(run_id: str, table: str, filtered: bool = False) -> str:
 # --------------------------------------------------------------------------- figures in summaries
 
 
-def summary_figures(summary: dict | None, prefix: str = "") -> dict[str, float]:
+def summary_figures(summary: dict | None) -> dict[str, float]:
     """Every numeric figure of a run's summary by dotted key (``{"response_time": {"p50": 0.06}}``
-    -> ``{"response_time.p50": 0.06}``); booleans, texts, lists and the seed are left out."""
-    out: dict[str, float] = {}
-    for k, v in (summary or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(summary_figures(v, key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and key not in _NOT_FIGURES:
-            out[key] = float(v)
-    return out
+    -> ``{"response_time.p50": 0.06}``, as ``groups.flat`` writes them); booleans, texts, lists and the
+    seed are left out."""
+    return {k: float(v) for k, v in flat(summary or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _NOT_FIGURES}
 
 
 def figures_frame(runs: Iterable[dict]) -> pd.DataFrame:
