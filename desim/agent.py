@@ -22,13 +22,11 @@ def _not_a_node(name: str, graph: Any, role: str) -> str:
     import difflib
 
     nodes = [str(n) for n in graph]
-    close = difflib.get_close_matches(str(name), nodes, n=5, cutoff=0.6)
+    close, what = difflib.get_close_matches(str(name), nodes, n=5, cutoff=0.6), "close names"
     if not close:
-        roles = dict(graph.nodes(data="role"))
-        close = sorted(str(n) for n in graph if roles.get(n) == role)[:8] or sorted(nodes)[:8]
-        what = f"nodes with role {role!r}" if any(roles.get(n) == role for n in graph) else "nodes"
-    else:
-        what = "close names"
+        same_role = sorted(str(n) for n, r in graph.nodes(data="role") if r == role)
+        close, what = (same_role, f"nodes with role {role!r}") if same_role else (sorted(nodes), "nodes")
+        close = close[:8]
     return (f"agent {name!r} is not a node of the topology ({len(nodes)} nodes; {what}: {', '.join(close) or 'none'}); "
             "name the agent after a node, or add it to the topology")
 
