@@ -10,6 +10,7 @@ from pathlib import Path
 
 from desim.policies.config import TrainConfig
 from desim.policies.heuristics import EpsilonGreedyBrain, GreedyBrain, RandomBrain
+from desim.policies.traffic import TrafficBrain
 from desim.registry import PolicyEntry, SectionSpec, policies, sections
 
 MODES = ("sample", "argmax")  # how a checkpoint brain acts: draw from the policy, or its most probable action
@@ -54,6 +55,10 @@ def _greedy(arg, mode, rng):
     return GreedyBrain(rng)
 
 
+def _traffic(arg, mode, rng):
+    return TrafficBrain(rng)
+
+
 def _epsilon_greedy(arg, mode, rng):
     return EpsilonGreedyBrain(rng, _epsilon(arg))
 
@@ -77,6 +82,8 @@ def register() -> None:
     policies.register("random", PolicyEntry("brain", make=_random, check=_no_arg("random"), description="uniform random actions"))
     policies.register("greedy", PolicyEntry("brain", make=_greedy, check=_no_arg("greedy"),
                                             description="follows the distance maps, reserves cells, gives way"))
+    policies.register("traffic", PolicyEntry("brain", make=_traffic, check=_no_arg("traffic"),
+                                             description="lifelong PIBT-style traffic controller: priorities, pushes, balanced goals"))
     policies.register("epsilon_greedy", PolicyEntry("brain", make=_epsilon_greedy, check=_check_epsilon,
                                                     description="greedy, random with probability EPS (default 0.2)"))
     policies.register("checkpoint", PolicyEntry("brain", make=_checkpoint, check=_check_checkpoint, needs_arg=True,

@@ -1,0 +1,357 @@
+"""The traffic brain: lifelong path finding for RWARE's rules (``brain = "traffic"``).
+
+A controller in the PIBT family (Okumura et al., "Priority inheritance with
+backtracking for iterative multi-agent path finding", AIJ 2022), adapted to
+robots that turn before they drive (RWARE's actions, as in the League of Robot
+Runners) and to decisions that arrive one robot at a time (the event tempo; the
+asynchronous variant follows Causal-PIBT, Okumura et al. AAAI 2021: a push is a
+request left for the robot in the way, honoured when it next decides).
+
+One step, for the robots deciding at one instant (all of them in the tick tempo):
+
+1. **Targets.** Each robot's target comes from :func:`navigation.plan` (its task
+   shelf, a goal, the shelf's home), except that a loaded robot with a requested
+   shelf is given *one goal* when it picks the shelf up: the goal with the least
+   ``distance + balance * robots already heading there``, so a fleet does not
+   queue at the nearest goal. A robot with nothing to do parks under a shelf, off
+   the highways the loaded robots need.
+2. **Priorities.** A robot's priority is how long it has waited for its target
+   (decisions since its target last changed), loaded robots first, with a fixed
+   random tie-break: the robot that has waited longest is planned first, so every
+   robot's priority eventually wins (PIBT's fairness).
+3. **Priority inheritance.** Robots are planned in priority order; a robot takes
+   its best action by the distance it leaves to its target (a move into the cell
+   ahead, a turn, or a wait). A move into a cell that another unplanned robot
+   holds *pushes* that robot: it is planned at once, must vacate its cell and may
+   not drive into the pusher's (no swaps); if it cannot vacate this step (it must
+   turn first, or is boxed in), the push fails, the pusher takes its next option
+   (backtracking) and the pushed robot turns towards its best escape, so the next
+   step it can leave. A cell is reserved by one robot only, so two robots never
+   enter one cell, and never pass through each other.
+4. **Robots that are not deciding now** (the event tempo: they are driving,
+   turning, waiting for an observation, or cut off by a partition) hold both the
+   cell they are in and the cell they were sent into, until they next decide. A
+   move into such a cell is refused; a push is left for its robot and honoured at
+   its next decision if the pusher still outranks it. A robot that hears nothing
+   (a partition) decides nothing and holds its cell.
+
+The controller's table (who holds which cell, who pushed whom, priorities) is
+kept in the brain: it stands for the traffic server the zone controllers share.
+What it knows of robots it does not command comes from the observations the
+zone controllers deliver, late or never when the network says so.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from desim.models.warehouse.navigation import UNREACHABLE, Navigator, plan
+
+NOOP, FORWARD, LEFT, RIGHT, TOGGLE = 0, 1, 2, 3, 4
+_INF = float(UNREACHABLE)
+
+
+class TrafficBrain:
+    """PIBT-style lifelong controller (see the module docstring).
+
+    ``balance``: goal-assignment cost of one more robot heading to a goal, in actions;
+    ``approach``/``admit``: a goal's approach (cells within that many loaded actions) and
+    how many robots may be in it at once.
+    """
+
+    policy_version = 0
+    name = "traffic"
+
+    def __init__(self, rng: np.random.Generator, balance: float = 6.0, approach: int = 3, admit: int = 3):
+        self.rng = rng
+        self.balance, self.approach, self.admit = float(balance), int(approach), int(admit)
+        self._zone_of, self._zone_static = None, None
+        self._nav: Navigator | None = None
+        self.n = -1
+        self.pushes = 0  # pushes that moved a robot out of the way
+        self.refusals = 0  # moves refused because the cell was held
+        self._targets: dict[int, tuple] = {}
+
+    # -- state, made on the first call (the brain does not know the floor before) --
+    def _setup(self, view) -> None:
+        n = view.n_robots
+        self.n = n
+        self.tie = self.rng.random(n)  # fixed random tie-break among equal priorities
+        self.age = np.zeros(n, dtype=np.int64)  # decisions since the robot's target last changed
+        self.target = np.full(n, -2, dtype=np.int64)  # the target cell it is aged against
+        self.goal = np.full(n, -1, dtype=np.int64)  # the goal cell given to a loaded robot (-1: none)
+        self.known = view.cell.astype(np.int64).copy()  # cell each robot was in at its last decision
+        self.sent = np.full(n, -1, dtype=np.int64)  # cell it was sent into then (-1: it stayed)
+        self.push = {}  # robot -> (pusher, pusher's cell, inherited priority): honoured at its decisions
+        self.pushing: dict[int, list] = {}  # pusher -> robots it asked to move (lapse when it next decides)
+
+    def _navigator(self, static) -> Navigator:
+        if self._nav is None or self._nav.static is not static:
+            self._nav = Navigator(static)
+        return self._nav
+
+    # -- the brain protocol ---------------------------------------------------
+    def act(self, observations: Sequence) -> list[int]:
+        if not observations:
+            return []
+        view0 = observations[0].view
+        if self.n != view0.n_robots:
+            self._setup(view0)
+        nav = self._navigator(view0.static)
+        st = view0.static
+        deciding = [ob.agent for ob in observations]
+        obs_of = {ob.agent: ob for ob in observations}
+        # what each deciding robot knows of itself; its previous action is over
+        me = {}
+        for i in deciding:
+            ob = obs_of[i]
+            v = ob.view
+            c, d, carry = int(v.cell[i]), int(v.dir[i]), int(v.carry[i])
+            sent = int(self.sent[i])
+            ghost = sent if sent >= 0 and c == int(self.known[i]) and c != sent else -1  # the view may predate the move
+            self.known[i], self.sent[i] = c, -1
+            dmap, arrive, tgt = self._target(ob, nav, c, d, carry)
+            me[i] = (c, d, carry, dmap, arrive, tgt, ghost)
+        # cells held by robots not deciding now: the cell they are in and the one they were sent into
+        held: dict[int, int] = {}
+        dset = set(deciding)
+        if len(dset) < self.n:
+            for m in np.flatnonzero(self.sent >= 0).tolist():
+                if m not in dset:
+                    held[int(self.sent[m])] = m
+            for m in range(self.n):
+                if m not in dset:
+                    held.setdefault(int(self.known[m]), m)
+        for i in deciding:
+            g = me[i][6]
+            if g >= 0:
+                held.setdefault(g, i)
+        occ_now = {me[i][0]: i for i in deciding}
+        zone_of, zone_n = self._zones(nav, st)
+        prio = {i: self._priority(i, me[i], zone_of) for i in deciding}
+        order = sorted(deciding, key=lambda i: prio[i], reverse=True)
+        plan_act: dict[int, int] = {}
+        plan_next: dict[int, int] = {}
+        reserved: dict[int, int] = {}
+        ctx = (st, me, held, occ_now, plan_act, plan_next, reserved, prio, zone_of, zone_n)
+
+        for i in deciding:  # a deciding robot's own pushes lapse: it pushes again if it still must
+            for m in self.pushing.pop(i, ()):
+                if self.push.get(m, (None,))[0] == i:
+                    del self.push[m]
+        pushed = []
+        for i in order:  # pushes left for robots deciding now, by robots that still outrank them and wait
+            p = self.push.get(i)
+            if p is not None:
+                pusher, pcell, pprio = p
+                if pprio > prio[i] and pusher not in dset and int(self.known[pusher]) == pcell and me[i][0] != pcell:
+                    pushed.append((pprio, i, pcell))
+                else:
+                    del self.push[i]
+        for pprio, i, pcell in sorted(pushed, reverse=True):
+            if i not in plan_act:
+                self._pibt(i, pcell, ctx, pprio)
+        for i in order:
+            if i not in plan_act:
+                self._pibt(i, -1, ctx, prio[i])
+        out = []
+        for i in deciding:
+            a = plan_act[i]
+            c = me[i][0]
+            nxt = plan_next[i]
+            self.sent[i] = nxt if nxt != c else -1
+            out.append(a)
+        return out
+
+    # -- targets and priorities --------------------------------------------------
+    def _target(self, ob, nav, c, d, carry):
+        """(distance map, action on arrival, target cell) for one robot; the map is None at its target."""
+        v, i = ob.view, ob.agent
+        requested = v.queue[v.queue >= 0]
+        if carry >= 0 and np.any(requested == carry):  # delivering: to its own goal
+            g = int(self.goal[i])
+            goals = v.static.goal_cells
+            if g < 0:
+                g = self._assign_goal(i, nav, c, d, goals)
+            dmap = nav.distance_map(g, True)
+            tgt = g
+            arrive = NOOP
+        else:
+            if self.goal[i] >= 0:
+                self.goal[i] = -1
+            dmap, arrive = plan(ob, nav)
+            tgt = -1
+            if dmap is None:
+                if arrive == NOOP and carry < 0 and v.static.highway[c]:
+                    dmap = nav.parking_map()  # idle on a highway: park under a shelf
+                    tgt = -3
+                else:
+                    tgt = c
+            else:
+                tgt = self._target_of(dmap)
+        if tgt != int(self.target[i]):
+            self.target[i] = tgt
+            self.age[i] = 0
+        else:
+            self.age[i] += 1
+        if dmap is not None and dmap[c, d] == 0:
+            return None, arrive, tgt
+        return dmap, arrive, tgt
+
+    def _target_of(self, dmap) -> int:
+        """The cell a distance map leads to (its first zero), cached per map."""
+        hit = self._targets.get(id(dmap))
+        if hit is not None and hit[0] is dmap:
+            return hit[1]
+        t = int(np.flatnonzero(dmap[:, 0] == 0)[0])
+        if len(self._targets) > 4096:
+            self._targets.clear()
+        self._targets[id(dmap)] = (dmap, t)
+        return t
+
+    def _assign_goal(self, i, nav, c, d, goals) -> int:
+        heading = np.bincount(self.goal[self.goal >= 0], minlength=int(goals.max()) + 1) if np.any(self.goal >= 0) else None
+        best, best_cost = int(goals[0]), _INF
+        for g in goals.tolist():
+            dist = float(nav.distance_map(g, True)[c, d])
+            cost = dist + (self.balance * heading[g] if heading is not None and g < heading.size else 0.0)
+            if cost < best_cost:
+                best, best_cost = g, cost
+        self.goal[i] = best
+        return best
+
+    def _priority(self, i: int, mine, zone_of) -> float:
+        """Leaving a goal's approach first (a robot there that is not delivering frees a goal),
+        then loaded robots, then by how long each has waited for its target."""
+        c, _d, carry, _m, _a, tgt, _g = mine
+        leaving = zone_of[c] >= 0 and int(self.goal[i]) < 0
+        returning = carry >= 0 and int(self.goal[i]) < 0
+        return (float(self.age[i]) + (1e6 if carry >= 0 else 0.0) + (5e5 if returning else 0.0) + (2e6 if leaving else 0.0)
+                + float(self.tie[i]))
+
+    def _zones(self, nav, st):
+        """(goal whose approach each cell is in, -1: none; robots in each goal's approach now).
+
+        A goal's approach is the cells within ``approach`` loaded actions of it; at most
+        ``admit`` robots may be in it, so the queue for a goal waits outside, where the
+        robots leaving the goal can pass it."""
+        if self._zone_of is None or self._zone_static is not st:
+            zone_of = np.full(st.n_cells, -1, dtype=np.int64)
+            best = np.full(st.n_cells, _INF)
+            for g in st.goal_cells.tolist():
+                dist = nav.distance_map(g, True).min(axis=1).astype(float)
+                near = (dist <= self.approach) & (dist < best)
+                zone_of[near], best[near] = g, dist[near]
+            self._zone_of, self._zone_static = zone_of, st
+        zone_of = self._zone_of
+        z = zone_of[self.known]
+        counts = np.bincount(z[z >= 0], minlength=st.n_cells) if np.any(z >= 0) else np.zeros(st.n_cells, dtype=np.int64)
+        return zone_of, counts
+
+    # -- priority inheritance with backtracking ------------------------------------
+    def _options(self, i, pushed_from, ctx):
+        """Robot ``i``'s actions, best first: (cost, rank, action, next cell); the cost is the
+        distance the action leaves to the target, and a move goes before a wait before a turn."""
+        st, me = ctx[0], ctx[1]
+        c, d, carry, dmap, arrive, tgt, _g = me[i]
+        if dmap is None and pushed_from < 0:  # at its target (or nothing to do)
+            return [(0.0, 0, arrive, c)]
+        opts = []
+        ahead = int(st.nbr[c, d])
+        zone_of, zone_n = ctx[8], ctx[9]
+        za = int(zone_of[ahead])
+        full = za >= 0 and za != int(zone_of[c]) and zone_n[za] >= self.admit and pushed_from < 0 and carry >= 0
+        if ahead != c and ahead != pushed_from and not full and self._enterable(ahead, carry, tgt, st):
+            cost = float(dmap[ahead, d]) if dmap is not None else 1.0
+            if cost < _INF:
+                opts.append((cost, 0, FORWARD, ahead))
+        if pushed_from >= 0:
+            return sorted(opts)  # a pushed robot must leave its cell now, or it fails the push
+        for a in (LEFT, RIGHT):
+            opts.append((float(dmap[c, int(st.turn[a, d])]), 2, a, c))
+        opts.append((float(dmap[c, d]), 1, NOOP, c))
+        return sorted(opts)
+
+    @staticmethod
+    def _enterable(cell, carry, tgt, st) -> bool:
+        if carry < 0:
+            return True
+        return bool(st.highway[cell]) or cell == tgt  # as the navigator's loaded maps: highways and the target
+
+    def _escape_turn(self, i, pushed_from, ctx) -> int:
+        """A pushed robot that cannot leave this step turns towards its best way out (or waits)."""
+        st, me, held, occ_now, plan_act, plan_next, reserved, prio, _zo, _zn = ctx
+        c, d, carry, dmap, arrive, tgt, _g = me[i]
+        best = None
+        for nd in range(4):
+            if nd == d:
+                continue
+            x = int(st.nbr[c, nd])
+            if x == c or x == pushed_from or not self._enterable(x, carry, tgt, st):
+                continue
+            busy = 1 if (x in held or x in reserved or x in occ_now) else 0
+            cost = float(dmap[x, nd]) if dmap is not None else 0.0
+            if cost >= _INF:
+                continue
+            key = (busy, cost, nd)
+            if best is None or key < best:
+                best = key
+        if best is None:
+            return NOOP
+        nd = best[2]
+        if int(st.turn[LEFT, d]) == nd:
+            return LEFT
+        if int(st.turn[RIGHT, d]) == nd:
+            return RIGHT
+        return LEFT if self.tie[i] < 0.5 else RIGHT  # behind: either way round
+
+    def _pibt(self, i, pushed_from, ctx, eprio: float) -> bool:
+        """Plan robot ``i``; with ``pushed_from`` (the pusher's cell) it must vacate its cell.
+
+        ``eprio``: the priority it plans with (a pushed robot inherits its pusher's).
+        Returns True when ``i`` leaves its cell (or was not pushed)."""
+        st, me, held, occ_now, plan_act, plan_next, reserved, prio, _zo, _zn = ctx
+        c = me[i][0]
+        for _cost, _rank, a, x in self._options(i, pushed_from, ctx):
+            if a != FORWARD:
+                if c in reserved and reserved[c] != i:
+                    continue
+                reserved[c] = i
+                plan_act[i], plan_next[i] = a, c
+                return True
+            if x in reserved or x in held:
+                if x in held and x not in reserved:
+                    m = held[x]
+                    if m != i:
+                        self._note_refusal(i, x)
+                        if x == int(self.known[m]) and int(self.sent[m]) < 0 and self.push.get(m, (0, 0, -1.0))[2] < eprio:
+                            self.push[m] = (i, c, eprio)  # honoured when m next decides
+                            self.pushing.setdefault(i, []).append(m)
+                continue
+            j = occ_now.get(x)
+            if j is not None and j != i:
+                if j in plan_act:
+                    if plan_next[j] == x or plan_next[j] == c:
+                        continue  # j stays, or would swap with i
+                else:
+                    reserved[x] = i
+                    plan_act[i], plan_next[i] = FORWARD, x
+                    if not self._pibt(j, c, ctx, max(eprio, prio[j])):
+                        del reserved[x]
+                        del plan_act[i], plan_next[i]
+                        self._note_refusal(i, x)
+                        continue
+                    self.pushes += 1
+                    return True
+            reserved[x] = i
+            plan_act[i], plan_next[i] = FORWARD, x
+            return True
+        # nothing works: a pushed robot turns towards its way out and stays; others wait
+        a = self._escape_turn(i, pushed_from, ctx) if pushed_from >= 0 else NOOP
+        reserved[c] = i
+        plan_act[i], plan_next[i] = a, c
+        return False
+
+    def _note_refusal(self, i, x) -> None:
+        self.refusals += 1

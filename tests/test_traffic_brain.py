@@ -1,0 +1,155 @@
+"""The traffic brain (policies/traffic.py): safe joint moves, standoffs and cycles cleared, determinism."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from desim.app.runner import run
+from desim.models.warehouse import Action, Direction, Floor, Layout
+from desim.models.warehouse.dispatch import Dispatcher
+from desim.models.warehouse.observe import FloorStatic, FloorView, RobotObs
+from desim.policies.spec import make_brain
+from desim.policies.traffic import TrafficBrain
+from desim.scenario import parse
+
+ROOT = Path(__file__).resolve().parents[1]
+N, F, L, R, T = (int(a) for a in Action)
+UP, DOWN, LEFT, RIGHT = (int(d) for d in Direction)
+
+
+def floor_with(text: str, robots, queue) -> Floor:
+    """robots: (x, y, dir, carried shelf id or -1) each."""
+    layout = Layout.from_ascii(text)
+    fl = Floor(layout, len(robots), len(queue), "individual", rng=np.random.default_rng(0))
+    sx = [x for x, _ in layout.shelf_cells]
+    sy = [y for _, y in layout.shelf_cells]
+    for x, y, _d, c in robots:
+        if c >= 0:
+            sx[c], sy[c] = x, y
+    fl.load_state({"agent_x": [r[0] for r in robots], "agent_y": [r[1] for r in robots],
+                   "agent_dir": [r[2] for r in robots], "carrying": [r[3] for r in robots],
+                   "shelf_x": sx, "shelf_y": sy, "request_queue": list(queue)})
+    return fl
+
+
+def checked_step(brain, fl: Floor, static: FloorStatic, tasks) -> np.ndarray:
+    """One tick: every robot decides from a fresh view; the joint move must be safe. Returns the actions."""
+    view = FloorView.of(fl, 0.0, static)
+    acts = np.array(brain.act([RobotObs(i, view, int(tasks[i])) for i in range(fl.n_agents)]), dtype=np.int64)
+    cells, dirs = fl.cells.copy(), fl.headings.copy()
+    ahead = static.nbr[cells, dirs]
+    nxt = np.where(acts == F, ahead, cells)
+    assert np.unique(nxt).size == nxt.size, "two robots sent into one cell"
+    where = {int(c): i for i, c in enumerate(cells)}
+    for i in np.flatnonzero(nxt != cells).tolist():
+        j = where.get(int(nxt[i]))
+        assert j is None or nxt[j] != cells[i], f"robots {i} and {j} sent through each other"
+    collisions = int(fl.collisions_per_cell.sum())
+    fl.step(acts)
+    assert int(fl.collisions_per_cell.sum()) == collisions, "a move ran into a robot"
+    assert not fl.refused[acts == F].any(), "a move the floor refused (a wall, a robot or a standing shelf)"
+    assert np.array_equal(fl.cells, nxt)
+    return acts
+
+
+@st.composite
+def floors(draw):
+    size = draw(st.sampled_from(["tiny", "small", "medium"]))
+    layout = Layout.from_size(size)
+    n = draw(st.integers(2, min(40, layout.n_shelves // 2)))
+    seed = draw(st.integers(0, 2**31 - 1))
+    warm = draw(st.integers(0, 60))
+    return layout, n, seed, warm
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(floors())
+def test_never_two_robots_into_one_cell_nor_through_each_other(case):
+    """Random floors and states (random walks from rware's reset), then the traffic brain for 40 ticks."""
+    layout, n, seed, warm = case
+    rng = np.random.default_rng(seed)
+    fl = Floor(layout, n, max(1, n // 2), "individual", rng=np.random.default_rng(seed))
+    fl.reset()
+    for _ in range(warm):  # a random state: robots scattered, some loaded, shelves moved
+        fl.step(rng.integers(0, 5, size=n))
+    static = FloorStatic.of(fl)
+    disp = Dispatcher(fl, n)
+    brain = TrafficBrain(np.random.default_rng(seed))
+    moves = 0
+    for _ in range(40):
+        tasks = [disp.dispatch(i) for i in range(n)]
+        moves += int((checked_step(brain, fl, static, tasks) == F).sum())
+    assert moves > 0, "the robots with tasks went nowhere"
+
+
+def test_head_on_standoff_in_a_one_lane_aisle_is_cleared():
+    # a loaded robot going down to the goal meets a loaded robot going up to put its shelf home,
+    # in an aisle one highway cell wide between shelves (loaded robots cannot leave it), open at both ends
+    text = "...\nx.x\nx.x\nx.x\nx.x\n...\n.g.\n"
+    # shelves row-major: 0=(0,1) 1=(2,1) 2=(0,2) 3=(2,2) 4=(0,3) 5=(2,3) 6=(0,4) 7=(2,4)
+    fl = floor_with(text, [(1, 2, DOWN, 7), (1, 4, UP, 0)], queue=(7,))
+    static = FloorStatic.of(fl)
+    brain = TrafficBrain(np.random.default_rng(0))
+    delivered = home = None
+    for t in range(80):
+        checked_step(brain, fl, static, [-1, -1])
+        if delivered is None and fl.deliveries >= 1:
+            delivered = t
+        if home is None and fl.cargo[1] < 0 and tuple(fl.positions[1]) == (0, 1):
+            home = t
+        if delivered is not None and home is not None:
+            break
+    assert delivered is not None, "the delivering robot never reached the goal"
+    assert home is not None, "the other robot never put its shelf home"
+
+
+def test_four_robot_cycle_is_cleared():
+    # a 2x2 block, each robot facing the next clockwise, each robot's task beyond the next robot's cell
+    text = "x....x\n......\n......\nx....x\n..g..x\n"  # shelves: 0=(0,0) 1=(5,0) 2=(0,3) 3=(5,3) 4=(5,4)
+    robots = [(2, 1, RIGHT, -1), (3, 1, DOWN, -1), (3, 2, LEFT, -1), (2, 2, UP, -1)]
+    tasks = [1, 3, 2, 0]
+    fl = floor_with(text, robots, queue=(0, 1, 2, 3))
+    static = FloorStatic.of(fl)
+    brain = TrafficBrain(np.random.default_rng(0))
+    first = checked_step(brain, fl, static, tasks)
+    assert first.tolist() == [F, F, F, F], "the cycle should rotate at once"
+    for _ in range(30):
+        if (fl.cargo == np.array(tasks)).all():
+            break
+        checked_step(brain, fl, static, tasks)
+    assert fl.cargo.tolist() == tasks, "every robot lifts its task shelf"
+
+
+def _scenario(name: str, **warehouse):
+    path = ROOT / "scenarios" / name
+    sc = parse(path.read_text(), str(path), path.parent)
+    return sc.model_copy(update={"warehouse": sc.warehouse.model_copy(update={"brain": "traffic", **warehouse})})
+
+
+@pytest.mark.parametrize("name", ["warehouse-tiny.toml", "warehouse-small-event.toml"])
+def test_deterministic_for_a_seed(name):
+    sc = _scenario(name)
+    a = run(sc, 3, 300.0).summary
+    b = run(sc, 3, 300.0).summary
+    assert a["trace_hash"] == b["trace_hash"]
+    assert a["deliveries"] == b["deliveries"] and a["deliveries"] > 0
+
+
+def test_registered_as_a_brain():
+    brain = make_brain("traffic", np.random.default_rng(0))
+    assert isinstance(brain, TrafficBrain) and brain.name == "traffic"
+    with pytest.raises(ValueError, match="takes no argument"):
+        make_brain("traffic:3", np.random.default_rng(0))
+
+
+def test_no_collision_in_the_event_tempo_across_a_partition():
+    """The small floor's event scenario cuts zone 1 off for a minute at t = 1200 s: robots that hear
+    nothing hold their cells, the others keep driving around them, and nobody runs into anybody."""
+    sc = _scenario("warehouse-small-event.toml", robots=8)
+    s = run(sc, 1, 1500.0).summary
+    assert s["collisions"] == 0
+    assert s["deliveries"] > 0 and s["orders_conserved"]
