@@ -45,11 +45,74 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from desim.models.warehouse.navigation import UNREACHABLE, Navigator, plan
 
 NOOP, FORWARD, LEFT, RIGHT, TOGGLE = 0, 1, 2, 3, 4
 _INF = float(UNREACHABLE)
+
+
+class GuidedNavigator(Navigator):
+    """Distance maps with traffic guidance for loaded robots: lanes by parity.
+
+    On the highways a loaded robot drives, each column has a preferred vertical
+    direction (even x down, odd x up) and each row a preferred horizontal one
+    (even y right, odd y left): a Manhattan grid of one-way streets, made soft.
+    A move against its lane costs ``lane`` extra actions, so opposing flows take
+    different lanes where there is room, and no place ever becomes unreachable.
+    Unloaded robots (which may drive under shelves) get the plain maps.
+    """
+
+    def __init__(self, static, lane: float, capacity: int = 1024):
+        super().__init__(static, capacity)
+        self.lane = float(lane)
+        nc = static.n_cells
+        xs, ys = np.arange(nc) % static.width, np.arange(nc) // static.width
+        # preferred heading per cell and axis: UP=0, DOWN=1, LEFT=2, RIGHT=3
+        vertical = np.where(xs % 2 == 0, 1, 0)
+        horizontal = np.where(ys % 2 == 0, 3, 2)
+        src, dst, w = [], [], []
+        state = np.arange(nc * 4).reshape(nc, 4)
+        for d in range(4):
+            for a in (2, 3):  # turns: cost 1
+                src.append(state[:, d])
+                dst.append(state[np.arange(nc), static.turn[a, d]])
+                w.append(np.ones(nc))
+            nxt = static.nbr[:, d]
+            ok = (nxt != np.arange(nc)) & static.highway[nxt]
+            against = (vertical != d) if d in (0, 1) else (horizontal != d)
+            src.append(state[ok, d])
+            dst.append(state[nxt[ok], d])
+            w.append(1.0 + self.lane * against[ok])
+        self._src, self._dst, self._w = np.concatenate(src), np.concatenate(dst), np.concatenate(w)
+        self._n_states = nc * 4
+        # reversed graph (distances *to* a target): edge dst -> src
+        self._rev = csr_matrix((self._w, (self._dst, self._src)), shape=(self._n_states, self._n_states))
+
+    def _compute(self, target, loaded: bool) -> np.ndarray:
+        if not loaded or self.lane <= 0:
+            return super()._compute(target, loaded)
+        st = self.static
+        nc = st.n_cells
+        targets = np.atleast_1d(np.asarray(target, dtype=np.int64))
+        rev = self._rev
+        extra = ~st.highway[targets]
+        if extra.any():  # a non-highway target (a shelf's home): it may be entered, from any side
+            src, dst, w = [], [], []
+            for t in targets[extra].tolist():
+                for d in range(4):
+                    prev = np.flatnonzero(st.nbr[:, d] == t)
+                    prev = prev[prev != t]
+                    src.append(prev * 4 + d)
+                    dst.append(np.full(prev.size, t * 4 + d))
+                    w.append(np.ones(prev.size))
+            add = csr_matrix((np.concatenate(w), (np.concatenate(dst), np.concatenate(src))), shape=rev.shape)
+            rev = rev + add
+        dist = dijkstra(rev, directed=True, indices=(targets[:, None] * 4 + np.arange(4)).ravel(), min_only=True)
+        dist = np.where(np.isfinite(dist), dist, float(UNREACHABLE)).reshape(nc, 4)
+        return dist
 
 
 class TrafficBrain:
@@ -63,14 +126,17 @@ class TrafficBrain:
     policy_version = 0
     name = "traffic"
 
-    def __init__(self, rng: np.random.Generator, balance: float = 6.0, approach: int = 3, admit: int = 3):
+    def __init__(self, rng: np.random.Generator, balance: float = 6.0, approach: int = 3, admit: int = 4, lane: float = 8.0,
+                 stuck: int = 8, evade_steps: int = 3):
         self.rng = rng
-        self.balance, self.approach, self.admit = float(balance), int(approach), int(admit)
+        self.balance, self.approach, self.admit, self.lane = float(balance), int(approach), int(admit), float(lane)
+        self.stuck, self.evade_steps = int(stuck), int(evade_steps)
         self._zone_of, self._zone_static = None, None
         self._nav: Navigator | None = None
         self.n = -1
         self.pushes = 0  # pushes that moved a robot out of the way
         self.refusals = 0  # moves refused because the cell was held
+        self.evasions = 0  # jams shaken
         self._targets: dict[int, tuple] = {}
 
     # -- state, made on the first call (the brain does not know the floor before) --
@@ -81,14 +147,16 @@ class TrafficBrain:
         self.age = np.zeros(n, dtype=np.int64)  # decisions since the robot's target last changed
         self.target = np.full(n, -2, dtype=np.int64)  # the target cell it is aged against
         self.goal = np.full(n, -1, dtype=np.int64)  # the goal cell given to a loaded robot (-1: none)
-        self.known = view.cell.astype(np.int64).copy()  # cell each robot was in at its last decision
+        self.known = view.cell.astype(np.int64).copy()
+        self.still = np.zeros(n, dtype=np.int64)  # decisions in a row without changing cell, with work to do
+        self.evade = np.zeros(n, dtype=np.int64)  # decisions left of wandering out of a jam  # cell each robot was in at its last decision
         self.sent = np.full(n, -1, dtype=np.int64)  # cell it was sent into then (-1: it stayed)
         self.push = {}  # robot -> (pusher, pusher's cell, inherited priority): honoured at its decisions
         self.pushing: dict[int, list] = {}  # pusher -> robots it asked to move (lapse when it next decides)
 
     def _navigator(self, static) -> Navigator:
         if self._nav is None or self._nav.static is not static:
-            self._nav = Navigator(static)
+            self._nav = GuidedNavigator(static, self.lane)
         return self._nav
 
     # -- the brain protocol ---------------------------------------------------
@@ -110,8 +178,16 @@ class TrafficBrain:
             c, d, carry = int(v.cell[i]), int(v.dir[i]), int(v.carry[i])
             sent = int(self.sent[i])
             ghost = sent if sent >= 0 and c == int(self.known[i]) and c != sent else -1  # the view may predate the move
+            moved = c != int(self.known[i])
             self.known[i], self.sent[i] = c, -1
             dmap, arrive, tgt = self._target(ob, nav, c, d, carry)
+            if dmap is None or moved:
+                self.still[i] = 0
+            else:
+                self.still[i] += 1
+                if self.still[i] >= self.stuck:  # a jam PIBT cannot untie (turning robots): shake it
+                    self.still[i], self.evade[i] = 0, self.evade_steps
+                    self.evasions += 1
             me[i] = (c, d, carry, dmap, arrive, tgt, ghost)
         # cells held by robots not deciding now: the cell they are in and the one they were sent into
         held: dict[int, int] = {}
@@ -268,6 +344,11 @@ class TrafficBrain:
                 opts.append((cost, 0, FORWARD, ahead))
         if pushed_from >= 0:
             return sorted(opts)  # a pushed robot must leave its cell now, or it fails the push
+        if self.evade[i] > 0:  # out of a jam: any move first, then a random turn, then a wait
+            self.evade[i] -= 1
+            opts = [(0.0, 0, a, x) for _c, _r, a, x in opts]
+            turns = [LEFT, RIGHT] if self.rng.random() < 0.5 else [RIGHT, LEFT]
+            return opts + [(1.0, 2, a, c) for a in turns] + [(2.0, 1, NOOP, c)]
         for a in (LEFT, RIGHT):
             opts.append((float(dmap[c, int(st.turn[a, d])]), 2, a, c))
         opts.append((float(dmap[c, d]), 1, NOOP, c))
