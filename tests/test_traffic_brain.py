@@ -153,3 +153,12 @@ def test_no_collision_in_the_event_tempo_across_a_partition():
     s = run(sc, 1, 1500.0).summary
     assert s["collisions"] == 0
     assert s["deliveries"] > 0 and s["orders_conserved"]
+
+
+def test_longest_deadlock_is_measured():
+    """``longest_stuck_s``: how long the worst deadlock held (a stuck robot's time without progress)."""
+    jam = run(_scenario("warehouse-small.toml", robots=40, brain="greedy"), 1, 400.0).summary
+    assert jam["deadlocks_by_kind"]["stuck"] > 0
+    assert 30.0 < jam["longest_stuck_s"] <= 400.0  # stuck_after is 30 s
+    calm = run(_scenario("warehouse-tiny.toml", robots=1, brain="greedy"), 1, 200.0).summary
+    assert calm["deadlocks"] == 0 and calm["longest_stuck_s"] == 0.0

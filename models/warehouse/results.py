@@ -144,6 +144,7 @@ class Results:
             "blocked_moves": int(f.blocked_per_cell.sum()),
             "deadlocks": int(sum(wh.deadlocks.values())),
             "deadlocks_by_kind": dict(wh.deadlocks),
+            "longest_stuck_s": wh.watcher.longest_stuck(now),
             "orders": wh.book.counts(),
             "orders_conserved": wh.book.conserved(),
             "retries": wh.retries + wh.net.retries,

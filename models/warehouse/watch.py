@@ -28,17 +28,23 @@ class Watcher:
         self.deadlocks = {"wait_for_cycle": 0, "stuck": 0}
         self.last_progress = np.zeros(n)  # time each robot last changed cell, heading or load
         self._stuck = np.zeros(n, dtype=bool)
+        self._longest = 0.0  # the longest a robot counted as stuck went without progress (s), once it moved
         self._waits = np.full(n, -1, dtype=np.int64)  # robot each robot waits for, -1: none
         self._cycles: set[frozenset] = set()
 
     # -- progress (called by the resolution) --------------------------------
     def progressed(self, changed: np.ndarray, now: float) -> None:
         """Robots in mask ``changed`` changed cell, heading or load at ``now``."""
+        ended = changed & self._stuck
+        if ended.any():
+            self._longest = max(self._longest, float(now - self.last_progress[ended].min()))
         self.last_progress[changed] = now
         self._stuck[changed] = False
 
     def progressed_one(self, i: int, now: float) -> None:
         """:meth:`progressed` for robot ``i`` alone: it waits for nobody any more."""
+        if self._stuck[i]:
+            self._longest = max(self._longest, float(now - self.last_progress[i]))
         self.last_progress[i] = now
         self._stuck[i] = False
         self._waits[i] = -1
@@ -84,3 +90,9 @@ class Watcher:
             self.events.append((now, "deadlock", self.robots[i].name,
                                 json.dumps({"type": "stuck", "since": float(self.last_progress[i])})))
         self._stuck |= stuck
+
+    def longest_stuck(self, now: float) -> float:
+        """The longest a robot counted as stuck went without progress, in seconds (0 if none was),
+        the robots still stuck at ``now`` included: how long the worst deadlock held."""
+        still = float((now - self.last_progress[self._stuck]).max()) if self._stuck.any() else 0.0
+        return max(self._longest, still)
