@@ -27,6 +27,7 @@ sweep again resumes it: finished tasks are skipped.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import math
@@ -42,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from desim.analysis import blowup, knee, mean_ci
+from desim.analysis import blowup, knee, mean_ci, mean_ci_nonneg, paired_diff_ci, rise_from_zero
 from desim.app.runner import prepare, run
 from desim.app.sweep_backends import backend  # noqa: F401  (re-exported: desim.app.sweep.backend(name, ...))
 from desim.scenario import MAX_SEED, MAX_UNTIL, ScenarioError, error_of, validate
@@ -341,49 +342,226 @@ def varied_paths(points: list[dict[str, Any]], paths: list[str]) -> list[str]:
     return [p for p in paths if len({json.dumps(pt.get(p)) for pt in points}) > 1]
 
 
+SURVIVORSHIP_MIN_SHARE = 0.9
+"""A point's latency percentiles are flagged as survivorship-biased when fewer than this share of
+its orders (all replications pooled) were completed: they are computed over completed orders only."""
+
+UNITS: tuple[tuple[str, str], ...] = (  # (fnmatch pattern of a dotted key, unit); the first match wins
+    ("throughput_per_hour", "deliveries per hour"),
+    ("order_latency.*", "s"),
+    ("deadlocks", "per run"), ("deadlocks_by_kind.*", "per run"), ("collisions", "per run"),
+    ("deliveries", "per run"), ("blocked_moves", "per run"), ("retries", "per run"),
+    ("corrupt_observations", "per run"), ("events", "events per run"),
+    ("orders.created", "orders per run"), ("orders.completed", "orders per run"),
+    ("orders.pending", "orders at the end of a run"), ("orders.failed.*", "orders per run"),
+    ("messages.sent", "messages per run"), ("messages.delivered", "messages per run"),
+    ("messages.duplicated", "messages per run"), ("messages.dropped.*", "messages per run"),
+    ("robot_time_share.*", "share of robot time"), ("robot_time.*", "robot-seconds"),
+    ("longest_stuck_s", "s"), ("sim_time", "s"), ("robots", "robots"),
+    ("warehouse.robots", "robots"), ("warehouse.zones", "zones"), ("topology.robots_per_zone", "robots per zone"),
+    ("warehouse.orders.rate_per_hour", "orders per hour"), ("warehouse.orders.max_age", "s"),
+    ("warehouse.obs_timeout", "s"), ("warehouse.durations.*", "s"),
+    ("faults[[]*[]].duration", "s"), ("faults[[]*[]].at", "s"), ("faults[[]*[]].extra_delay", "s"),
+    ("faults[[]*[]].period", "s"),
+    ("links.*.delay.mean", "s"), ("links.*.delay.jitter", "s"), ("links.*.bandwidth", "bit/s"),
+    ("links.*.loss.p", "probability"), ("links.*.loss.r", "probability"),
+    ("until", "s"),
+)
+
+
+def unit_of(key: str) -> str:
+    """The unit of a metric or a scenario path (``order_latency.p99`` -> ``"s"``), from :data:`UNITS`;
+    ``""`` for a key it does not know (no unit shown rather than a wrong one)."""
+    for pattern, unit in UNITS:
+        if fnmatch.fnmatchcase(key, pattern):
+            return unit
+    return ""
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _label(group: dict[str, Any]) -> str:
+    return ", ".join(f"{p}={v:g}" if isinstance(v, float) else f"{p}={v}" for p, v in group.items())
+
+
+def _survivorship(mine: list[dict]) -> dict | None:
+    """The share of a point's orders completed (replications pooled) and its backlog, or None
+    when its runs count no orders; ``flagged`` below :data:`SURVIVORSHIP_MIN_SHARE`."""
+    created = [r.get("orders.created") for r in mine if _number(r.get("orders.created"))]
+    if not created or sum(created) <= 0:
+        return None
+    completed = sum(float(r.get("orders.completed") or 0.0) for r in mine)
+    pending = [float(r["orders.pending"]) for r in mine if _number(r.get("orders.pending"))]
+    failed = [sum(float(v) for k, v in r.items() if k.startswith("orders.failed.") and _number(v)) for r in mine]
+    share = completed / float(sum(created))
+    return {"completed_share": share, "completed": completed / len(created), "created": sum(created) / len(created),
+            "pending": sum(pending) / len(pending) if pending else None, "failed": sum(failed) / len(failed),
+            "flagged": share < SURVIVORSHIP_MIN_SHARE}
+
+
 def summarise(sweep: Sweep | dict, run_id: str, results: list[dict], level: float = 0.95) -> dict:
-    """The sweep's figures: per point and headline metric, the mean and its ``level`` interval across
-    replications; for a one-path numeric sweep, the saturation point of the first metric (the knee
-    where adding more stops adding output) and where the others blow up."""
+    """The sweep's figures, as one JSON-able dict.
+
+    - ``points``: per point, its ``params``, and per headline metric the mean and its ``level``
+      interval across replications. A metric whose values are all >= 0 (counts, rates, latencies)
+      gets the Student-t interval clipped at 0 (:func:`desim.analysis.mean_ci_nonneg`), any other
+      the plain Student-t one; ``intervals`` names each metric's. ``survivorship``: the share of
+      orders completed and the backlog (``orders.pending``, mean per run), ``flagged`` when under
+      :data:`SURVIVORSHIP_MIN_SHARE`: latency percentiles cover completed orders only (None when
+      the runs count no orders).
+    - ``units``: the unit of every metric and path (``""``: unknown).
+    - ``x``: the first numeric varied path (the load axis); ``curves``: one per combination of the
+      other varied paths (``group``, e.g. ``{"warehouse.brain": "greedy"}``, ``label``, its point
+      indices in x order), each with the ``knee`` of the first metric (saturation), the ``blowups``
+      of the others (more than 3x a non-zero value at the smallest x) and their ``rises`` (from 0
+      at the smallest x: ``{"from_x", "x", "y"}``). With one curve ``knee`` and ``blowups`` are
+      also top-level keys.
+    - ``paired``: with several curves, each curve minus the first (baseline) at every x, per
+      metric, paired by replication (:func:`desim.analysis.paired_diff_ci`).
+    - ``findings``: the sentences a planner reads first; ``cautions``: what limits them (the
+      survivorship of latency figures).
+    """
     cfg = sweep if isinstance(sweep, dict) else {"name": sweep.spec.name, "paths": sweep.spec.paths(),
                                                 "metrics": list(sweep.spec.metrics), "points": sweep.points,
-                                                "replications": sweep.spec.replications}
+                                                "replications": sweep.spec.replications,
+                                                "design": "grid" if sweep.spec.grid else "lhs"}
     rows = rows_of(results)
     metrics, paths = list(cfg["metrics"]), list(cfg["paths"])
+    nonneg = {}
+    for m in metrics:
+        vals = [float(r[m]) for r in rows if _number(r.get(m)) and not math.isnan(r[m])]
+        nonneg[m] = bool(vals) and min(vals) >= 0
     points = []
     for i, params in enumerate(cfg["points"]):
         mine = [r for r in rows if r["point"] == i]
         figures = {}
         for m in metrics:
-            c = mean_ci([r.get(m) for r in mine], level)
-            figures[m] = {"mean": _finite(c.mean), "low": _finite(c.low), "high": _finite(c.high), "n": c.n,
-                          "half_width": c.half_width}
-        points.append({"point": i, "params": params, "n": len(mine), "metrics": figures})
-    out = {"sweep_id": run_id, "name": cfg.get("name", ""), "paths": paths, "metrics": metrics, "points": points,
-           "runs": len(results), "replications": cfg.get("replications"), "level": level, "findings": []}
+            vals = [r.get(m) for r in mine]
+            c = mean_ci_nonneg(vals, level) if nonneg[m] else mean_ci(vals, level)
+            figures[m] = {"mean": _finite(c.mean), "low": _finite(c.low) if c.n else None, "high": _finite(c.high),
+                          "n": c.n, "half_width": c.half_width}
+        points.append({"point": i, "params": params, "n": len(mine), "metrics": figures,
+                       "survivorship": _survivorship(mine)})
     varied = varied_paths(cfg["points"], paths)
-    out["varied"] = varied
-    if len(varied) == 1 and all(isinstance(pt["params"][varied[0]], (int, float)) for pt in points):
-        x = varied[0]
-        order = sorted(points, key=lambda pt: pt["params"][x])
-        xs = [float(pt["params"][x]) for pt in order]
-        first = metrics[0]
-        ys = [pt["metrics"][first]["mean"] for pt in order]
-        if all(y is not None for y in ys):
-            k = knee(xs, ys)
-            out["knee"] = None if k is None else {"path": x, "metric": first, "x": k.x, "y": k.y, "method": k.method,
-                                                  "peak_x": k.peak_x, "peak_y": k.peak_y}
-            if k is not None:
-                out["findings"].append(f"saturation: {first} stops growing at {x} = {k.x:g} ({first} {k.y:,.4g}); "
-                                       f"its peak is {k.peak_y:,.4g} at {x} = {k.peak_x:g} ({k.method})")
-        for m in metrics[1:]:
-            ms = [pt["metrics"][m]["mean"] for pt in order]
-            if all(v is not None for v in ms):
-                b = blowup(xs, ms)
-                if b is not None:
-                    out.setdefault("blowups", {})[m] = b
-                    out["findings"].append(f"{m} blows up (more than 3x its value at {x} = {xs[0]:g}) from {x} = {b:g}")
+    out = {"sweep_id": run_id, "name": cfg.get("name", ""), "paths": paths, "metrics": metrics, "points": points,
+           "runs": len(results), "replications": cfg.get("replications"), "level": level, "findings": [], "cautions": [],
+           "varied": varied, "units": {k: unit_of(k) for k in paths + metrics},
+           "intervals": {m: "student-t, clipped at 0" if nonneg[m] else "student-t" for m in metrics},
+           "survivorship_min_share": SURVIVORSHIP_MIN_SHARE, "x": None, "curves": [], "paired": []}
+    numeric = [p for p in varied if all(_number(pt["params"].get(p)) for pt in points)]
+    if numeric and (len(varied) == 1 or cfg.get("design", "grid") == "grid"):
+        x = out["x"] = numeric[0]
+        others = [p for p in varied if p != x]
+        groups: dict[str, list[dict]] = {}
+        for pt in points:
+            groups.setdefault(json.dumps([pt["params"].get(p) for p in others]), []).append(pt)
+        for members in groups.values():
+            group = {p: members[0]["params"].get(p) for p in others}
+            out["curves"].append(_curve(sorted(members, key=lambda pt: pt["params"][x]), x, group, metrics, out))
+        if len(out["curves"]) == 1:
+            out["knee"], blowups = out["curves"][0]["knee"], out["curves"][0]["blowups"]
+            if blowups:
+                out["blowups"] = blowups
+        else:
+            out["paired"] = _paired(out["curves"], points, rows, x, metrics, level)
+    out["findings"].sort(key=lambda f: not f.startswith("saturation"))  # the saturation points first (stable)
+    _survivorship_finding(out)
     return out
+
+
+def _curve(order: list[dict], x: str, group: dict, metrics: list[str], out: dict) -> dict:
+    """One curve (the points of one combination of the other varied paths, in x order): its knee,
+    blow-ups and rises from 0, with their findings appended to ``out["findings"]``."""
+    label = _label(group)
+    where = f" ({label})" if label else ""
+    xs = [float(pt["params"][x]) for pt in order]
+    curve = {"group": group, "label": label, "points": [pt["point"] for pt in order], "knee": None, "blowups": {},
+             "rises": {}}
+    first = metrics[0]
+    ys = [pt["metrics"][first]["mean"] for pt in order]
+    fmt = _value_fmt
+    if all(y is not None for y in ys):
+        k = knee(xs, ys)
+        if k is not None:
+            curve["knee"] = {"path": x, "metric": first, "x": k.x, "y": k.y, "method": k.method,
+                             "peak_x": k.peak_x, "peak_y": k.peak_y}
+            out["findings"].append(f"saturation{where}: {first} stops growing at {x} = {k.x:g} ({first} "
+                                   f"{fmt(k.y, first)}); its peak is {fmt(k.peak_y, first)} at {x} = {k.peak_x:g} "
+                                   f"({k.method})")
+    for m in metrics[1:]:
+        ms = [pt["metrics"][m]["mean"] for pt in order]
+        if not ms or any(v is None for v in ms):
+            continue
+        if ms[0] == 0:
+            r = rise_from_zero(xs, ms)
+            if r is not None:
+                top = max(range(len(ms)), key=lambda i: ms[i])
+                curve["rises"][m] = {"from_x": xs[0], "x": r[0], "y": r[1]}
+                tail = f" (and {fmt(ms[top], m)} at {x} = {xs[top]:g})" if xs[top] != r[0] else ""
+                out["findings"].append(f"{m}{where} rises from 0 (at {x} = {xs[0]:g}) to {fmt(r[1], m)} at "
+                                       f"{x} = {r[0]:g}{tail}")
+            continue
+        b = blowup(xs, ms)
+        if b is not None:
+            curve["blowups"][m] = b
+            out["findings"].append(f"{m}{where} blows up (more than 3x its {fmt(ms[0], m)} at {x} = {xs[0]:g}) "
+                                   f"from {x} = {b:g}")
+    return curve
+
+
+def _value_fmt(v: float, key: str) -> str:
+    unit = unit_of(key)
+    return f"{v:,.4g}" + (f" {unit}" if unit else "")
+
+
+def _paired(curves: list[dict], points: list[dict], rows: list[dict], x: str, metrics: list[str],
+            level: float) -> list[dict]:
+    """Each curve minus the baseline (the first) at every x both have, per metric, paired by replication."""
+    base = curves[0]
+    base_at = {points[i]["params"][x]: i for i in base["points"]}
+    reps = {}
+    for r in rows:
+        reps.setdefault(r["point"], {})[r["rep"]] = r
+    out = []
+    for c in curves[1:]:
+        for i in c["points"]:
+            xv = points[i]["params"][x]
+            j = base_at.get(xv)
+            if j is None:
+                continue
+            a_rows, b_rows = reps.get(j, {}), reps.get(i, {})
+            common = sorted(set(a_rows) & set(b_rows))
+            for m in metrics:
+                a = [a_rows[k].get(m) for k in common]
+                b = [b_rows[k].get(m) for k in common]
+                if len(common) < 2 or any(v is None for v in a + b):
+                    continue
+                d = paired_diff_ci(a, b, level)
+                out.append({"x": xv, "group": c["group"], "label": c["label"], "baseline": base["label"],
+                            "point": i, "baseline_point": j, "metric": m, "mean": _finite(d.mean),
+                            "low": _finite(d.low), "high": _finite(d.high), "n": d.n,
+                            "mean_a": _finite(d.mean_a), "mean_b": _finite(d.mean_b),
+                            "unpaired_half_width": _finite(d.unpaired_half_width), "significant": d.significant})
+    return out
+
+
+def _survivorship_finding(out: dict) -> None:
+    """A caution naming the points whose latency figures cover too few of their orders."""
+    latency = [m for m in out["metrics"] if m.startswith("order_latency.")]
+    flagged = [pt for pt in out["points"] if (pt.get("survivorship") or {}).get("flagged")]
+    if not latency or not flagged:
+        return
+    lowest = min(flagged, key=lambda pt: pt["survivorship"]["completed_share"])["survivorship"]
+    where = "; ".join(_label({p: pt["params"].get(p) for p in out["varied"]}) or f"point {pt['point']}"
+                      for pt in flagged)
+    pending = lowest["pending"]
+    out["cautions"].append(
+        f"survivorship: {', '.join(latency)} at {len(flagged)} of {len(out['points'])} points ({where}) "
+        f"cover completed orders only, under {SURVIVORSHIP_MIN_SHARE:.0%} of those created (as few as "
+        f"{lowest['completed_share']:.0%}" + (f", backlog {pending:,.0f} pending" if pending is not None else "")
+        + "): the orders not delivered are left out, so under a backlog these percentiles understate latency")
 
 
 def _finite(v: Any) -> float | None:
