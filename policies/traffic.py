@@ -86,10 +86,8 @@ class GuidedNavigator(Navigator):
             src.append(state[ok, d])
             dst.append(state[nxt[ok], d])
             w.append(1.0 + self.lane * against[ok])
-        self._src, self._dst, self._w = np.concatenate(src), np.concatenate(dst), np.concatenate(w)
-        self._n_states = nc * 4
-        # reversed graph (distances *to* a target): edge dst -> src
-        self._rev = csr_matrix((self._w, (self._dst, self._src)), shape=(self._n_states, self._n_states))
+        # the reversed graph (distances *to* a target): edge dst -> src
+        self._rev = csr_matrix((np.concatenate(w), (np.concatenate(dst), np.concatenate(src))), shape=(nc * 4, nc * 4))
 
     def _compute(self, target, loaded: bool) -> np.ndarray:
         if not loaded or self.lane <= 0:

@@ -189,13 +189,20 @@ def test_survivorship_is_flagged_per_point_and_shown_beside_the_latency(tmp_path
     assert "survivorship" not in md.split("### throughput_per_hour")[1].split("###")[0]  # not a latency: no flag
 
 
-def test_a_real_sweep_past_capacity_trips_the_survivorship_flag(tmp_path):
-    f = tmp_path / "rate.toml"
-    f.write_text(f'name = "rate"\nbase = "{ROOT / "scenarios" / "warehouse-tiny-event.toml"}"\nuntil = 1200.0\n'
-                 'replications = 2\nseed = 1\nmetrics = ["throughput_per_hour", "order_latency.p99"]\n'
-                 '[grid]\n"warehouse.orders.rate_per_hour" = [30.0, 3000.0]\n')
+def _real_sweep(tmp_path: Path, name: str, base: str, until: float, metrics: str, grid: str):
+    """A sweep file over a shipped scenario, run serially into a fresh store: (file, store, run id, results)."""
+    f = tmp_path / f"{name}.toml"
+    f.write_text(f'name = "{name}"\nbase = "{ROOT / "scenarios" / base}"\nuntil = {until}\n'
+                 f'replications = 2\nseed = 1\nmetrics = {metrics}\n[grid]\n{grid}')
     store = Store(tmp_path / "s.duckdb")
     rid, results = execute(load_sweep(f), store, Serial())
+    return f, store, rid, results
+
+
+def test_a_real_sweep_past_capacity_trips_the_survivorship_flag(tmp_path):
+    f, store, rid, results = _real_sweep(tmp_path, "rate", "warehouse-tiny-event.toml", 1200.0,
+                                         '["throughput_per_hour", "order_latency.p99"]',
+                                         '"warehouse.orders.rate_per_hour" = [30.0, 3000.0]\n')
     rep = summarise(load_sweep(f), rid, results)
     low, high = (pt["survivorship"] for pt in rep["points"])
     assert not low["flagged"] and low["completed_share"] >= 0.9  # 30 orders per hour: 2 robots keep up
@@ -261,12 +268,9 @@ def test_one_path_sweeps_keep_their_single_knee_and_differences_against_the_firs
 
 
 def test_a_real_sweep_of_two_brains_has_a_curve_knee_and_paired_rows_per_brain(tmp_path, monkeypatch):
-    f = tmp_path / "brains.toml"
-    f.write_text(f'name = "brains"\nbase = "{ROOT / "scenarios" / "warehouse-tiny.toml"}"\nuntil = 120.0\n'
-                 'replications = 2\nseed = 1\nmetrics = ["throughput_per_hour", "deadlocks", "deliveries"]\n'
-                 '[grid]\n"warehouse.robots" = [1, 2]\n"warehouse.brain" = ["random", "greedy"]\n')
-    store = Store(tmp_path / "s.duckdb")
-    rid, results = execute(load_sweep(f), store, Serial())
+    f, store, rid, results = _real_sweep(tmp_path, "brains", "warehouse-tiny.toml", 120.0,
+                                         '["throughput_per_hour", "deadlocks", "deliveries"]',
+                                         '"warehouse.robots" = [1, 2]\n"warehouse.brain" = ["random", "greedy"]\n')
     labels = []
     original = matplotlib.figure.Figure.savefig
 
