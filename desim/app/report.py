@@ -25,6 +25,7 @@ from desim.analysis import paired_diff_ci  # noqa: E402
 from desim.app.study_report import write_study_report  # noqa: E402
 from desim.app.sweep import SURVIVORSHIP_MIN_SHARE, SWEEP_POINTS, rows_of, summarise, unit_of  # noqa: E402
 from desim.models.warehouse.robot_time import STATES, WAITING  # noqa: E402
+from desim.scenario import validate  # noqa: E402 -- its sections are registered: desim.app.sweep imports the runner
 
 TIME_STATES = STATES  # the warehouse's list: what robot_time_share.<state> metrics are named by
 
@@ -90,8 +91,6 @@ def _base_scenario(cfg: dict) -> tuple[dict | None, dict | None, str]:
     except (tomllib.TOMLDecodeError, RecursionError) as e:
         return None, None, f"its stored base scenario is not readable TOML ({e})"
     try:
-        from desim.scenario import validate  # the sections are registered: desim.app.sweep imports the runner
-
         base = Path(str(cfg.get("base") or "."))
         full = validate(raw, str(base), base.parent).model_dump(mode="json")
     except Exception:  # noqa: BLE001 -- a base that no longer validates here (a moved map): what it says is still shown
