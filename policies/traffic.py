@@ -113,21 +113,79 @@ class GuidedNavigator(Navigator):
         return dist
 
 
+def _move(table: dict[int, set], m: int, old: int, new: int) -> None:
+    """Move robot ``m`` from cell ``old`` to cell ``new`` in a cell -> robots table (-1: none)."""
+    if old >= 0:
+        ms = table.get(old)
+        if ms is not None:
+            ms.discard(m)
+            if not ms:
+                del table[old]
+    if new >= 0:
+        table.setdefault(new, set()).add(m)
+
+
+class _Held:
+    """The cells held by robots not deciding now: the cell each was sent into, then the cell it
+    was last known in, unless the deciding robots' view (newer than that robot's last decision)
+    shows it has arrived where it was sent: then it has left (it moves only when commanded, and
+    it has not been commanded since); then the cells deciding robots may still be leaving
+    (``ghosts``). A view over the brain's tables, so a decision costs what it touches, not the fleet."""
+
+    __slots__ = ("brain", "dset", "ghosts", "view")
+
+    def __init__(self, brain, dset, ghosts, view):
+        self.brain, self.dset, self.ghosts, self.view = brain, dset, ghosts, view
+
+    def get(self, x, default=None):
+        b = self.brain
+        ms = b._sent_at.get(x)
+        if ms:
+            for m in sorted(ms) if len(ms) > 1 else ms:
+                if m not in self.dset:
+                    return m
+        ms = b._known_at.get(x)
+        if ms:
+            v = self.view
+            for m in sorted(ms) if len(ms) > 1 else ms:
+                if m in self.dset:
+                    continue
+                y = int(b.sent[m])
+                if y >= 0 and v.t > b.known_t[m] and int(v.cell[m]) == y:
+                    continue  # it has arrived in the cell it was sent into: this one is free
+                return m
+        return self.ghosts.get(x, default)
+
+    def __contains__(self, x) -> bool:
+        return self.get(x) is not None
+
+    def __getitem__(self, x) -> int:
+        m = self.get(x)
+        if m is None:
+            raise KeyError(x)
+        return m
+
+
 class TrafficBrain:
     """PIBT-style lifelong controller (see the module docstring).
 
     ``balance``: goal-assignment cost of one more robot heading to a goal, in actions;
     ``approach``/``admit``: a goal's approach (cells within that many loaded actions) and
-    how many robots may be in it at once.
+    how many robots may be in it at once; ``lane``: the extra cost of a loaded move against
+    its lane. Lanes and balancing pay where robots meet: both are scaled by how crowded the
+    floor is, from nothing at ``crowd_from`` robots per highway cell to in full at
+    ``crowd_full`` (a sparse floor drives the shortest ways, to the nearest goal).
     """
 
     policy_version = 0
     name = "traffic"
 
     def __init__(self, rng: np.random.Generator, balance: float = 6.0, approach: int = 3, admit: int = 4, lane: float = 8.0,
-                 stuck: int = 8, evade_steps: int = 3):
+                 stuck: int = 8, evade_steps: int = 3, crowd_from: float = 0.03, crowd_full: float = 0.06):
         self.rng = rng
-        self.balance, self.approach, self.admit, self.lane = float(balance), int(approach), int(admit), float(lane)
+        self.balance_full, self.approach, self.admit, self.lane_full = float(balance), int(approach), int(admit), float(lane)
+        self.crowd_from, self.crowd_full = float(crowd_from), max(float(crowd_full), float(crowd_from) + 1e-9)
+        self.balance, self.lane = self.balance_full, self.lane_full
         self.stuck, self.evade_steps = int(stuck), int(evade_steps)
         self._zone_of, self._zone_static = None, None
         self._nav: Navigator | None = None
@@ -141,19 +199,28 @@ class TrafficBrain:
     def _setup(self, view) -> None:
         n = view.n_robots
         self.n = n
+        density = n / max(int(view.static.highway.sum()), 1)  # robots per highway cell
+        crowd = min(max((density - self.crowd_from) / (self.crowd_full - self.crowd_from), 0.0), 1.0)
+        self.balance, self.lane = self.balance_full * crowd, self.lane_full * crowd
         self.tie = self.rng.random(n)  # fixed random tie-break among equal priorities
         self.age = np.zeros(n, dtype=np.int64)  # decisions since the robot's target last changed
         self.target = np.full(n, -2, dtype=np.int64)  # the target cell it is aged against
         self.goal = np.full(n, -1, dtype=np.int64)  # the goal cell given to a loaded robot (-1: none)
         self.known = view.cell.astype(np.int64).copy()
+        self._known_at: dict[int, set] = {}  # cell -> robots whose last known cell it is
+        for m, c in enumerate(self.known.tolist()):
+            self._known_at.setdefault(c, set()).add(m)
+        self._sent_at: dict[int, set] = {}  # cell -> robots sent into it
+        self.known_t = np.full(n, -np.inf)  # the time of the view each robot last decided from
+        self._zone_static = None  # approach counts are rebuilt from ``known``
         self.still = np.zeros(n, dtype=np.int64)  # decisions in a row without changing cell, with work to do
-        self.evade = np.zeros(n, dtype=np.int64)  # decisions left of wandering out of a jam  # cell each robot was in at its last decision
+        self.evade = np.zeros(n, dtype=np.int64)  # decisions left of wandering out of a jam
         self.sent = np.full(n, -1, dtype=np.int64)  # cell it was sent into then (-1: it stayed)
         self.push = {}  # robot -> (pusher, pusher's cell, inherited priority): honoured at its decisions
         self.pushing: dict[int, list] = {}  # pusher -> robots it asked to move (lapse when it next decides)
 
     def _navigator(self, static) -> Navigator:
-        if self._nav is None or self._nav.static is not static:
+        if self._nav is None or self._nav.static is not static or self._nav.lane != self.lane:
             self._nav = GuidedNavigator(static, self.lane)
         return self._nav
 
@@ -166,6 +233,7 @@ class TrafficBrain:
             self._setup(view0)
         nav = self._navigator(view0.static)
         st = view0.static
+        zone_of, zone_n = self._zones(nav, st)
         deciding = [ob.agent for ob in observations]
         obs_of = {ob.agent: ob for ob in observations}
         # what each deciding robot knows of itself; its previous action is over
@@ -177,7 +245,9 @@ class TrafficBrain:
             sent = int(self.sent[i])
             ghost = sent if sent >= 0 and c == int(self.known[i]) and c != sent else -1  # the view may predate the move
             moved = c != int(self.known[i])
-            self.known[i], self.sent[i] = c, -1
+            self._set_known(i, c)
+            self.known_t[i] = v.t
+            self._set_sent(i, -1)
             dmap, arrive, tgt = self._target(ob, nav, c, d, carry)
             if dmap is None or moved:
                 self.still[i] = 0
@@ -188,21 +258,10 @@ class TrafficBrain:
                     self.evasions += 1
             me[i] = (c, d, carry, dmap, arrive, tgt, ghost)
         # cells held by robots not deciding now: the cell they are in and the one they were sent into
-        held: dict[int, int] = {}
         dset = set(deciding)
-        if len(dset) < self.n:
-            for m in np.flatnonzero(self.sent >= 0).tolist():
-                if m not in dset:
-                    held[int(self.sent[m])] = m
-            for m in range(self.n):
-                if m not in dset:
-                    held.setdefault(int(self.known[m]), m)
-        for i in deciding:
-            g = me[i][6]
-            if g >= 0:
-                held.setdefault(g, i)
+        freshest = max((ob.view for ob in observations), key=lambda v: v.t)
+        held = _Held(self, dset, {me[i][6]: i for i in deciding if me[i][6] >= 0}, freshest)
         occ_now = {me[i][0]: i for i in deciding}
-        zone_of, zone_n = self._zones(nav, st)
         prio = {i: self._priority(i, me[i], zone_of) for i in deciding}
         order = sorted(deciding, key=lambda i: prio[i], reverse=True)
         plan_act: dict[int, int] = {}
@@ -234,7 +293,7 @@ class TrafficBrain:
             a = plan_act[i]
             c = me[i][0]
             nxt = plan_next[i]
-            self.sent[i] = nxt if nxt != c else -1
+            self._set_sent(i, nxt if nxt != c else -1)
             out.append(a)
         return out
 
@@ -309,7 +368,8 @@ class TrafficBrain:
 
         A goal's approach is the cells within ``approach`` loaded actions of it; at most
         ``admit`` robots may be in it, so the queue for a goal waits outside, where the
-        robots leaving the goal can pass it."""
+        robots leaving the goal can pass it. The counts are kept up to date by
+        :meth:`_set_known` (an event-tempo decision touches one robot, not the fleet)."""
         if self._zone_of is None or self._zone_static is not st:
             zone_of = np.full(st.n_cells, -1, dtype=np.int64)
             best = np.full(st.n_cells, _INF)
@@ -317,11 +377,29 @@ class TrafficBrain:
                 dist = nav.distance_map(g, True).min(axis=1).astype(float)
                 near = (dist <= self.approach) & (dist < best)
                 zone_of[near], best[near] = g, dist[near]
+            z = zone_of[self.known]
+            self._zone_n = np.bincount(z[z >= 0], minlength=st.n_cells).astype(np.int64)
             self._zone_of, self._zone_static = zone_of, st
-        zone_of = self._zone_of
-        z = zone_of[self.known]
-        counts = np.bincount(z[z >= 0], minlength=st.n_cells) if np.any(z >= 0) else np.zeros(st.n_cells, dtype=np.int64)
-        return zone_of, counts
+        return self._zone_of, self._zone_n
+
+    # -- the table: last known cells, cells sent into, approach counts (kept incrementally) --
+    def _set_known(self, i: int, c: int) -> None:
+        old = int(self.known[i])
+        if old == c:
+            return
+        _move(self._known_at, i, old, c)
+        zo, zn = self._zone_of, self._zone_n
+        if zo[old] >= 0:
+            zn[zo[old]] -= 1
+        if zo[c] >= 0:
+            zn[zo[c]] += 1
+        self.known[i] = c
+
+    def _set_sent(self, i: int, x: int) -> None:
+        old = int(self.sent[i])
+        if old != x:
+            _move(self._sent_at, i, old, x)
+            self.sent[i] = x
 
     # -- priority inheritance with backtracking ------------------------------------
     def _options(self, i, pushed_from, ctx):

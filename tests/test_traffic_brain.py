@@ -160,5 +160,10 @@ def test_longest_deadlock_is_measured():
     jam = run(_scenario("warehouse-small.toml", robots=40, brain="greedy"), 1, 400.0).summary
     assert jam["deadlocks_by_kind"]["stuck"] > 0
     assert 30.0 < jam["longest_stuck_s"] <= 400.0  # stuck_after is 30 s
+    # standing in one cell with work: at least as long as a deadlock (turning in place resets
+    # the deadlock clock, not this one), never longer than the run
+    assert jam["longest_stuck_s"] <= jam["longest_still_s"] <= 400.0
     calm = run(_scenario("warehouse-tiny.toml", robots=1, brain="greedy"), 1, 200.0).summary
     assert calm["deadlocks"] == 0 and calm["longest_stuck_s"] == 0.0
+    # a lone robot stands only to lift, put down or turn: seconds, not its idle time before a task
+    assert 0.0 < calm["longest_still_s"] < 10.0, calm["longest_still_s"]

@@ -357,7 +357,7 @@ UNITS: tuple[tuple[str, str], ...] = (  # (fnmatch pattern of a dotted key, unit
     ("messages.sent", "messages per run"), ("messages.delivered", "messages per run"),
     ("messages.duplicated", "messages per run"), ("messages.dropped.*", "messages per run"),
     ("robot_time_share.*", "share of robot time"), ("robot_time.*", "robot-seconds"),
-    ("longest_stuck_s", "s"), ("sim_time", "s"), ("robots", "robots"),
+    ("longest_stuck_s", "s"), ("longest_still_s", "s"), ("sim_time", "s"), ("robots", "robots"),
     ("warehouse.robots", "robots"), ("warehouse.zones", "zones"), ("topology.robots_per_zone", "robots per zone"),
     ("warehouse.orders.rate_per_hour", "orders per hour"), ("warehouse.orders.max_age", "s"),
     ("warehouse.obs_timeout", "s"), ("warehouse.durations.*", "s"),

@@ -15,6 +15,7 @@ class Dispatcher:
     def __init__(self, floor, n: int) -> None:
         self.floor = floor
         self.tasks = np.full(n, -1, dtype=np.int64)
+        self.on_task = None  # called with i when an idle robot is given a task (the watcher's clock)
 
     def dispatch(self, i: int) -> int:
         """Robot ``i``'s task shelf: kept while it matters, else the nearest free request."""
@@ -38,6 +39,8 @@ class Dispatcher:
                     cells = f.shelf_cells[free]
                     dist = np.abs(cells % W - here % W) + np.abs(cells // W - here // W)
                     task = int(free[np.argmin(dist)])
+        if task >= 0 and tasks[i] < 0 and cargo[i] < 0 and self.on_task is not None:
+            self.on_task(i)
         tasks[i] = task
         return task
 

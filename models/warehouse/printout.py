@@ -6,7 +6,7 @@ from __future__ import annotations
 
 FIGURES = (
     "tempo", "brain", "robots", "floor", "deliveries", "throughput_per_hour", "order_latency", "collisions",
-    "blocked_moves", "deadlocks", "deadlocks_by_kind", "longest_stuck_s", "orders", "orders_conserved", "retries",
+    "blocked_moves", "deadlocks", "deadlocks_by_kind", "longest_stuck_s", "longest_still_s", "orders", "orders_conserved", "retries",
     "corrupt_observations", "mean_return", "robot_time", "robot_time_share", "bottleneck",
     # with the order pipeline (pipeline.Services) and with peer beliefs (peers.PeerBeliefs)
     "pipeline", "pipeline_conserved", "peer_holds", "peer_holds_by_robot", "peer_releases", "peer_reads_ignored",
@@ -28,6 +28,8 @@ def printout(s: dict) -> list[tuple[str, str]]:
             if key in s]
     if s.get("longest_stuck_s"):
         rows.append(("longest deadlock held", f"{s['longest_stuck_s']:,.0f} s"))
+    if s.get("longest_still_s"):
+        rows.append(("longest stand in one cell (with work)", f"{s['longest_still_s']:,.0f} s"))
     ol = s.get("order_latency")
     if ol:
         rows.append(("order latency p50/p95/p99", " / ".join(f"{ol[k]:.1f}" if ol.get(k) is not None else "-"

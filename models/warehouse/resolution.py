@@ -37,6 +37,7 @@ class Resolver:
                                                          for i in range(min(n, PATH_ROBOTS))]
 
     def _moved(self, i: int, c: int, now: float) -> None:
+        self.watcher.moved(i, now)
         W = self.floor.width
         self.grid.move_agent(self.robots[i], (c % W, c // W))
         if i < PATH_ROBOTS:

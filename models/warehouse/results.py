@@ -145,6 +145,7 @@ class Results:
             "deadlocks": int(sum(wh.deadlocks.values())),
             "deadlocks_by_kind": dict(wh.deadlocks),
             "longest_stuck_s": wh.watcher.longest_stuck(now),
+            "longest_still_s": wh.watcher.longest_still(now),
             "orders": wh.book.counts(),
             "orders_conserved": wh.book.conserved(),
             "retries": wh.retries + wh.net.retries,
