@@ -4,7 +4,8 @@
     python bench/traffic.py scenarios/warehouse-xl-500-event.toml --robots 500 --until 600 --seeds 1
 
 Prints, per robot count and brain: deliveries per hour (mean over seeds), collisions per
-delivery, deadlocks, the longest deadlock held (s), and wall seconds per simulated hour
+delivery, deadlocks, the longest deadlock held (s), the longest a robot with work stood in one
+cell (s, turning in place included), and wall seconds per simulated hour
 (the decision cost), then traffic / greedy ratios.
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ def main() -> None:
     base = parse(path.read_text(), str(path), path.parent)
     console = Console()
     table = Table(title=f"{path.name}, {a.until:g} simulated s, seeds 1..{a.seeds}")
-    for col in ("robots", "brain", "deliveries/h", "collisions/delivery", "deadlocks", "longest held (s)", "wall s per sim h"):
+    for col in ("robots", "brain", "deliveries/h", "collisions/delivery", "deadlocks", "longest held (s)", "longest stand (s)",
+                "wall s per sim h"):
         table.add_column(col, justify="right")
     ratios = []
     jobs = [(n, b, s) for n in (int(x) for x in a.robots.split(",")) for b in BRAINS for s in range(1, a.seeds + 1)]
@@ -59,9 +61,11 @@ def main() -> None:
             coll = sum(s["collisions"] for s, _ in rs)
             dead = sum(s["deadlocks"] for s, _ in rs) / len(rs)
             held = max(s["longest_stuck_s"] for s, _ in rs)
+            stand = max(s["longest_still_s"] for s, _ in rs)
             wall = sum(w for _, w in rs) / len(rs) * 3600.0 / a.until
             row[b] = (dph, coll / max(deliv, 1), wall)
-            table.add_row(str(n), b, f"{dph:,.0f}", f"{coll / max(deliv, 1):,.2f}", f"{dead:,.1f}", f"{held:,.0f}", f"{wall:,.1f}")
+            table.add_row(str(n), b, f"{dph:,.0f}", f"{coll / max(deliv, 1):,.2f}", f"{dead:,.1f}", f"{held:,.0f}", f"{stand:,.0f}",
+                          f"{wall:,.1f}")
         g, t = row["greedy"], row["traffic"]
         ratios.append((n, t[0] / g[0] if g[0] else float("inf"), t[2] / g[2] if g[2] else float("inf")))
     console.print(table)
