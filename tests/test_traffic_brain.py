@@ -13,7 +13,7 @@ from desim.models.warehouse import Action, Direction, Floor, Layout
 from desim.models.warehouse.dispatch import Dispatcher
 from desim.models.warehouse.observe import FloorStatic, FloorView, RobotObs
 from desim.policies.spec import make_brain
-from desim.policies.traffic import TrafficBrain
+from desim.policies.traffic import TrafficBrain, _Held
 from desim.scenario import parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,3 +167,54 @@ def test_longest_deadlock_is_measured():
     assert calm["deadlocks"] == 0 and calm["longest_stuck_s"] == 0.0
     # a lone robot stands only to lift, put down or turn: seconds, not its idle time before a task
     assert 0.0 < calm["longest_still_s"] < 10.0, calm["longest_still_s"]
+
+
+def _view_of(n: int, size: str = "small", t: float = 0.0):
+    fl = Floor(Layout.from_size(size), n, max(1, n // 2), "individual", rng=np.random.default_rng(0))
+    fl.reset()
+    return fl, FloorView.of(fl, t, FloorStatic.of(fl))
+
+
+def test_lanes_and_goal_balancing_scale_with_how_crowded_the_floor_is():
+    """A sparse floor drives the shortest ways to the nearest goal; a crowded one gets the full lanes."""
+    sparse, crowded = TrafficBrain(np.random.default_rng(0)), TrafficBrain(np.random.default_rng(0))
+    sparse._setup(_view_of(2)[1])  # 2 robots on 120 highway cells: 0.017 per cell
+    crowded._setup(_view_of(16)[1])  # 0.13 per cell
+    assert sparse.lane == 0.0 and sparse.balance == 0.0
+    assert crowded.lane == crowded.lane_full > 0 and crowded.balance == crowded.balance_full > 0
+    mid = TrafficBrain(np.random.default_rng(0))
+    mid._setup(_view_of(5)[1])  # 0.042 per cell: part way
+    assert 0 < mid.lane < mid.lane_full
+
+
+def test_a_cell_counts_as_vacated_only_on_a_newer_view_showing_its_robot_where_it_was_sent():
+    """Event tempo: robot 0 decided at t = 1 in its cell X and was sent into Y. Until it decides again
+    X is held, unless a view newer than t = 1 shows it in Y (it moves only when commanded)."""
+    fl, view = _view_of(2, t=1.0)
+    brain = TrafficBrain(np.random.default_rng(0))
+    brain.act([RobotObs(0, view, -1), RobotObs(1, view, -1)])  # set up the table
+    x = int(fl.cells[0])
+    y = int(fl.neighbours[x, int(fl.headings[0])])
+    assert y != x
+    brain._set_known(0, x)
+    brain._set_sent(0, y)
+    brain.known_t[0] = 1.0
+    def held_on(view):
+        return _Held(brain, {1}, {}, view)
+
+    assert held_on(view).get(x) == 0 and held_on(view).get(y) == 0  # the same view it decided from
+    fl.load_state({**fl.state_dict(), "agent_x": [y % fl.width, int(fl.positions[1][0])],
+                   "agent_y": [y // fl.width, int(fl.positions[1][1])]})
+    arrived = FloorView.of(fl, 2.0, view.static)
+    assert held_on(arrived).get(x) is None, "a newer view shows it arrived: its old cell is free"
+    assert held_on(arrived).get(y) == 0, "the cell it was sent into stays held"
+    stale = FloorView.of(fl, 0.5, view.static)  # a view older than its decision proves nothing
+    assert held_on(stale).get(x) == 0
+
+
+def test_no_collision_on_a_crowded_floor_in_the_event_tempo():
+    """24 robots on the small floor (past its saturation), decisions one robot at a time, views late
+    and lost: the held cells, pushes and vacated cells never let two robots meet."""
+    s = run(_scenario("warehouse-small-event.toml", robots=24), 2, 600.0).summary
+    assert s["collisions"] == 0
+    assert s["deliveries"] > 0 and s["orders_conserved"]
