@@ -1,7 +1,7 @@
 """The traffic brain beside greedy: same scenario, robot count, tempo and seeds, in one run.
 
     python bench/traffic.py                                             # small floor, event tempo, 900 s
-    python bench/traffic.py scenarios/warehouse-xl-500-event.toml --robots 500 --until 600 --seeds 1
+    python bench/traffic.py scenarios/warehouse-xl-500-event.toml --robots 500 --until 3600 --seeds 1 --rate 6000
 
 Prints, per robot count and brain: deliveries per hour (mean over seeds), collisions per
 delivery, deadlocks, the longest deadlock held (s), the longest a robot with work stood in one

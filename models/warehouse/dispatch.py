@@ -44,6 +44,10 @@ class Dispatcher:
         tasks[i] = task
         return task
 
+    def has_work(self, i: int) -> bool:
+        """Whether robot ``i`` has something to do (:meth:`busy` for one robot)."""
+        return bool(self.tasks[i] >= 0 or self.floor.cargo[i] >= 0)
+
     def busy(self) -> np.ndarray:
         """Mask of robots with something to do: a task, or a load."""
         return (self.tasks >= 0) | (self.floor.cargo >= 0)

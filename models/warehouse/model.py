@@ -100,7 +100,7 @@ class WarehouseModel:
         # counters the robots keep
         self.retries = 0
         self.corrupt_obs = 0
-        self.watcher = Watcher(sim, self.floor, self.robots, self.events, cfg.stuck_after, self.dispatcher.tasks)
+        self.watcher = Watcher(sim, self.floor, self.robots, self.events, cfg.stuck_after, self.dispatcher)
         self.dispatcher.on_task = self.watcher.task_given
         self.resolver = Resolver(sim, self.floor, self.book, self.watcher, self.views, self.grid, self.robots, cfg.reward)
         self.clock = RobotClock(n, cfg.tempo == "event", self.dispatcher.tasks, self.floor)

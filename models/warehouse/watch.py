@@ -20,7 +20,7 @@ class Watcher:
       or toggled for ``stuck_after`` seconds, counted once until it progresses.
     """
 
-    def __init__(self, sim, floor, robots, events: list, stuck_after: float, tasks: np.ndarray | None = None) -> None:
+    def __init__(self, sim, floor, robots, events: list, stuck_after: float, dispatcher) -> None:
         n = floor.n_agents
         self.sim, self.floor, self.robots, self.events = sim, floor, robots, events
         self.n = n
@@ -31,10 +31,10 @@ class Watcher:
         self._longest = 0.0  # the longest a robot counted as stuck went without progress (s), once it moved
         self._waits = np.full(n, -1, dtype=np.int64)  # robot each robot waits for, -1: none
         self._cycles: set[frozenset] = set()
-        # standing still: a robot that turns in place progresses, but goes nowhere. ``tasks`` (the
-        # dispatcher's array, shared) tells who has work; a stand counts from the later of the
-        # robot's last move and the moment it was given its task
-        self.tasks = tasks if tasks is not None else np.full(n, -1, dtype=np.int64)
+        # standing still: a robot that turns in place progresses, but goes nowhere. The dispatcher
+        # tells who has work; a stand counts from the later of the robot's last move and the
+        # moment it was given its task
+        self.dispatcher = dispatcher
         self.last_moved = np.zeros(n)
         self._longest_still = 0.0
 
@@ -94,7 +94,7 @@ class Watcher:
 
     def moved(self, i: int, now: float) -> None:
         """Robot ``i`` changed cell at ``now``."""
-        if self.tasks[i] >= 0 or self.floor.cargo[i] >= 0:
+        if self.dispatcher.has_work(i):
             self._longest_still = max(self._longest_still, float(now - self.last_moved[i]))
         self.last_moved[i] = now
 
@@ -102,7 +102,7 @@ class Watcher:
         """The longest a robot with work stood in one cell, in seconds, turning or not (the
         stands still going at ``now`` included): stricter than :meth:`longest_stuck`, which a
         robot turning in place resets."""
-        busy = (self.tasks >= 0) | (self.floor.cargo >= 0)
+        busy = self.dispatcher.busy()
         still = float((now - self.last_moved[busy]).max()) if busy.any() else 0.0
         return max(self._longest_still, still)
 
