@@ -169,6 +169,39 @@ def test_longest_deadlock_is_measured():
     assert 0.0 < calm["longest_still_s"] < 10.0, calm["longest_still_s"]
 
 
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(floor=st.sampled_from([("warehouse-tiny.toml", None), ("warehouse-small.toml", None)]
+                             + [("warehouse-small-event.toml", r) for r in (None, 12.0, 60.0, 600.0)]),
+       robots=st.integers(1, 24), brain=st.sampled_from(["greedy", "traffic", "random"]), seed=st.integers(1, 10**6))
+def test_deadlock_clocks_run_only_while_a_robot_has_work(floor, robots, brain, seed):
+    """The class of bug: a clock of "no progress" that starts before the robot had work counts an
+    idle robot's parked time (before a task, or after its task was dropped) as a deadlock. Over
+    random floors, fleets, brains and order streams (sparse ones leave robots idle for long):
+    a deadlock held never longer than the robot stood in one cell with work, never longer than the
+    run, and a robot never stuck without a stand of at least ``stuck_after``."""
+    name, rate = floor
+    until = 600.0
+    upd = {"robots": robots, "brain": brain}
+    sc0 = _scenario(name)
+    if rate is not None and sc0.warehouse.orders is not None:
+        upd["orders"] = sc0.warehouse.orders.model_copy(update={"rate_per_hour": rate, "peaks": []})
+    s = run(sc0.model_copy(update={"warehouse": sc0.warehouse.model_copy(update=upd)}), seed, until).summary
+    assert 0.0 <= s["longest_stuck_s"] <= s["longest_still_s"] <= until, (s["longest_stuck_s"], s["longest_still_s"])
+    if s["deadlocks_by_kind"]["stuck"]:
+        assert s["longest_stuck_s"] >= 30.0  # stuck_after
+
+
+def test_an_idle_robot_given_a_late_task_is_not_stuck():
+    """Orders sparse enough that a robot parks for minutes between them: its wait for work is not a
+    deadlock (the watcher's clocks start when the task is given)."""
+    sc0 = _scenario("warehouse-small-event.toml", robots=2, brain="greedy")
+    orders = sc0.warehouse.orders.model_copy(update={"rate_per_hour": 12.0, "peaks": []})
+    s = run(sc0.model_copy(update={"warehouse": sc0.warehouse.model_copy(update={"orders": orders})}), 2, 1800.0).summary
+    assert s["deliveries"] > 0
+    assert s["deadlocks_by_kind"]["stuck"] == 0 and s["longest_stuck_s"] == 0.0, s["longest_stuck_s"]
+    assert s["longest_still_s"] < 30.0
+
+
 def _view_of(n: int, size: str = "small", t: float = 0.0):
     fl = Floor(Layout.from_size(size), n, max(1, n // 2), "individual", rng=np.random.default_rng(0))
     fl.reset()

@@ -15,7 +15,8 @@ class Dispatcher:
     def __init__(self, floor, n: int) -> None:
         self.floor = floor
         self.tasks = np.full(n, -1, dtype=np.int64)
-        self.on_task = None  # called with i when an idle robot is given a task (the watcher's clock)
+        self.on_task = None  # called with i when an idle robot is given a task (the watcher's clocks)
+        self.on_idle = None  # called with i when a robot's task is dropped before it carries the shelf
 
     def dispatch(self, i: int) -> int:
         """Robot ``i``'s task shelf: kept while it matters, else the nearest free request."""
@@ -25,6 +26,8 @@ class Dispatcher:
         task = int(tasks[i])
         if task >= 0 and not f.requested[task] and cargo[i] != task:
             task = -1  # delivered, returned, or its order failed
+            if cargo[i] < 0 and self.on_idle is not None:
+                self.on_idle(i)
         if task < 0 and cargo[i] < 0:
             queue = f.requests
             req = queue[queue >= 0]

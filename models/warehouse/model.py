@@ -101,7 +101,7 @@ class WarehouseModel:
         self.retries = 0
         self.corrupt_obs = 0
         self.watcher = Watcher(sim, self.floor, self.robots, self.events, cfg.stuck_after, self.dispatcher)
-        self.dispatcher.on_task = self.watcher.task_given
+        self.dispatcher.on_task, self.dispatcher.on_idle = self.watcher.task_given, self.watcher.work_ended
         self.resolver = Resolver(sim, self.floor, self.book, self.watcher, self.views, self.grid, self.robots, cfg.reward)
         self.clock = RobotClock(n, cfg.tempo == "event", self.dispatcher.tasks, self.floor)
         self.results = Results(self)

@@ -17,7 +17,11 @@ class Watcher:
       waits for it; a new cycle in that graph is one deadlock (counted once
       while it lasts).
     - stuck robots: a busy robot (a task or a load) that has not moved, turned
-      or toggled for ``stuck_after`` seconds, counted once until it progresses.
+      or toggled for ``stuck_after`` seconds since it last did or since it was
+      given its work, counted once until it progresses or its work ends.
+
+    Both clocks (no progress, standing in one cell) run only while a robot has
+    work: the time an idle robot sat parked before a task is not a deadlock.
     """
 
     def __init__(self, sim, floor, robots, events: list, stuck_after: float, dispatcher) -> None:
@@ -26,7 +30,7 @@ class Watcher:
         self.n = n
         self.stuck_after = stuck_after
         self.deadlocks = {"wait_for_cycle": 0, "stuck": 0}
-        self.last_progress = np.zeros(n)  # time each robot last changed cell, heading or load
+        self.last_progress = np.zeros(n)  # time each robot last changed cell, heading or load, or was given work
         self._stuck = np.zeros(n, dtype=bool)
         self._longest = 0.0  # the longest a robot counted as stuck went without progress (s), once it moved
         self._waits = np.full(n, -1, dtype=np.int64)  # robot each robot waits for, -1: none
@@ -89,8 +93,25 @@ class Watcher:
 
     # -- standing in one cell -------------------------------------------------
     def task_given(self, i: int) -> None:
-        """Robot ``i``, idle, was given a task now: its stand (if any) counts from here."""
-        self.last_moved[i] = self.sim.now
+        """Robot ``i``, idle, was given a task now: its stand and its time without progress count
+        from here, not from when it last moved."""
+        now = self.sim.now
+        self._end_stuck(i, now)  # (a spell whose work ended unnoticed)
+        self.last_moved[i] = now
+        self.last_progress[i] = now
+
+    def work_ended(self, i: int) -> None:
+        """Robot ``i``'s work ended where it stands (its task was dropped): a stuck spell or a
+        stand it was in ends now, and is counted."""
+        now = self.sim.now
+        self._end_stuck(i, now)
+        self._longest_still = max(self._longest_still, float(now - self.last_moved[i]))
+        self.last_moved[i] = now
+
+    def _end_stuck(self, i: int, now: float) -> None:
+        if self._stuck[i]:
+            self._longest = max(self._longest, float(now - self.last_progress[i]))
+            self._stuck[i] = False
 
     def moved(self, i: int, now: float) -> None:
         """Robot ``i`` changed cell at ``now``."""
