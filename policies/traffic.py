@@ -34,6 +34,13 @@ One step, for the robots deciding at one instant (all of them in the tick tempo)
    move into such a cell is refused; a push is left for its robot and honoured at
    its next decision if the pusher still outranks it. A robot that hears nothing
    (a partition) decides nothing and holds its cell.
+5. **Runs** (the event tempo): a robot driving straight down its shortest path with
+   nobody within ``radius`` cells of the way is given up to ``window`` more forward
+   moves in the same decision (:meth:`TrafficBrain.follow_on`), as a windowed planner
+   sends a path segment: it drives them without asking for a new observation, and
+   the brain holds every cell of the run until the robot decides again, so the
+   round trips it saves cost no safety. Near others, in a goal's approach or at a
+   turn, it decides step by step.
 
 The controller's table (who holds which cell, who pushed whom, priorities) is
 kept in the brain: it stands for the traffic server the zone controllers share.
@@ -126,10 +133,10 @@ def _move(table: dict[int, set], m: int, old: int, new: int) -> None:
 
 
 class _Held:
-    """The cells held by robots not deciding now: the cell each was sent into, then the cell it
-    was last known in, unless the deciding robots' view (newer than that robot's last decision)
-    shows it has arrived where it was sent: then it has left (it moves only when commanded, and
-    it has not been commanded since); then the cells deciding robots may still be leaving
+    """The cells held by robots not deciding now: the cell each was sent into, the cells of its
+    run, the cell it was last known in, except those the deciding robots' view (newer than that
+    robot's last decision) shows it has passed on that way (it moves only when commanded, and it
+    has not been commanded since); then the cells deciding robots may still be leaving
     (``ghosts``). A view over the brain's tables, so a decision costs what it touches, not the fleet."""
 
     __slots__ = ("brain", "dset", "ghosts", "view")
@@ -139,22 +146,29 @@ class _Held:
 
     def get(self, x, default=None):
         b = self.brain
-        ms = b._sent_at.get(x)
-        if ms:
-            for m in sorted(ms) if len(ms) > 1 else ms:
-                if m not in self.dset:
-                    return m
-        ms = b._known_at.get(x)
-        if ms:
-            v = self.view
-            for m in sorted(ms) if len(ms) > 1 else ms:
-                if m in self.dset:
-                    continue
-                y = int(b.sent[m])
-                if y >= 0 and v.t > b.known_t[m] and int(v.cell[m]) == y:
-                    continue  # it has arrived in the cell it was sent into: this one is free
-                return m
+        for table in (b._sent_at, b._run_at, b._known_at):
+            ms = table.get(x)
+            if ms:
+                for m in sorted(ms) if len(ms) > 1 else ms:
+                    if m not in self.dset and not self._passed(m, x):
+                        return m
         return self.ghosts.get(x, default)
+
+    def _passed(self, m: int, x: int) -> bool:
+        """Whether the view (newer than robot ``m``'s last decision) shows ``m`` past cell ``x`` on the
+        way it was sent: its last known cell, the cell it was sent into, then its run. It moves only
+        as commanded, so a cell behind it on that way has been left."""
+        b, v = self.brain, self.view
+        if not v.t > b.known_t[m]:
+            return False
+        y = int(b.sent[m])
+        if y < 0:
+            return False
+        now = int(v.cell[m])
+        way = [int(b.known[m]), y] + b._run_cells.get(m, [])
+        if now not in way or x not in way:
+            return False
+        return way.index(x) < way.index(now)
 
     def __contains__(self, x) -> bool:
         return self.get(x) is not None
@@ -181,7 +195,8 @@ class TrafficBrain:
     name = "traffic"
 
     def __init__(self, rng: np.random.Generator, balance: float = 6.0, approach: int = 3, admit: int = 4, lane: float = 8.0,
-                 stuck: int = 8, evade_steps: int = 3, crowd_from: float = 0.03, crowd_full: float = 0.06):
+                 stuck: int = 8, evade_steps: int = 3, crowd_from: float = 0.03, crowd_full: float = 0.06,
+                 window: int = 6, radius: int = 2):
         self.rng = rng
         self.balance_full, self.approach, self.admit, self.lane_full = float(balance), int(approach), int(admit), float(lane)
         self.crowd_from, self.crowd_full = float(crowd_from), max(float(crowd_full), float(crowd_from) + 1e-9)
@@ -193,7 +208,11 @@ class TrafficBrain:
         self.pushes = 0  # pushes that moved a robot out of the way
         self.refusals = 0  # moves refused because the cell was held
         self.evasions = 0  # jams shaken
+        self.window, self.radius = int(window), int(radius)
+        self.run_moves = 0  # forward moves given as runs (decisions saved)
         self._targets: dict[int, tuple] = {}
+        self._near_cache: dict[int, np.ndarray] = {}
+        self._last = None  # the last act's plan, for follow_on
 
     # -- state, made on the first call (the brain does not know the floor before) --
     def _setup(self, view) -> None:
@@ -211,6 +230,8 @@ class TrafficBrain:
         for m, c in enumerate(self.known.tolist()):
             self._known_at.setdefault(c, set()).add(m)
         self._sent_at: dict[int, set] = {}  # cell -> robots sent into it
+        self._run_at: dict[int, set] = {}  # cell -> robots given a run through it (held until they decide)
+        self._run_cells: dict[int, list] = {}  # robot -> the cells of its run
         self.known_t = np.full(n, -np.inf)  # the time of the view each robot last decided from
         self._zone_static = None  # approach counts are rebuilt from ``known``
         self.still = np.zeros(n, dtype=np.int64)  # decisions in a row without changing cell, with work to do
@@ -248,6 +269,7 @@ class TrafficBrain:
             self._set_known(i, c)
             self.known_t[i] = v.t
             self._set_sent(i, -1)
+            self._clear_run(i)
             dmap, arrive, tgt = self._target(ob, nav, c, d, carry)
             if dmap is None or moved:
                 self.still[i] = 0
@@ -295,7 +317,81 @@ class TrafficBrain:
             nxt = plan_next[i]
             self._set_sent(i, nxt if nxt != c else -1)
             out.append(a)
+        self._last = (st, me, plan_act, plan_next, zone_of)
         return out
+
+    def follow_on(self, i: int) -> list[int]:
+        """The actions robot ``i`` is given beyond the one the last :meth:`act` decided for it (a run:
+        see the module docstring); the cells they drive through are held until it decides again.
+        Called by the event tempo right after ``act``, robot by robot (the tick tempo never asks)."""
+        last = self._last
+        if last is None or self.window <= 0:
+            return []
+        st, me, plan_act, plan_next, zone_of = last
+        a0 = plan_act.get(i)
+        if a0 not in (FORWARD, LEFT, RIGHT) or self.evade[i] > 0 or i in self.push or self.pushing.get(i):
+            return []
+        c, d, carry, dmap, _arrive, tgt, _g = me[i]
+        if dmap is None:
+            return []
+        turn, nbr = st.turn, st.nbr
+        cur, hd = (int(plan_next[i]), d) if a0 == FORWARD else (c, int(turn[a0, d]))
+        if not float(dmap[cur, hd]) < float(dmap[c, d]) or zone_of[cur] >= 0 or not self._alone(cur, i):
+            return []  # not on its way (giving way, escaping), near others, or at a goal
+        acts, cells = [], []
+        for _k in range(self.window):
+            here = float(dmap[cur, hd])
+            if here <= 0:
+                break  # arrived: what it does there it decides from a new observation
+            nxt = int(nbr[cur, hd])
+            fwd = float(dmap[nxt, hd]) if nxt != cur else _INF
+            left, right = float(dmap[cur, int(turn[LEFT, hd])]), float(dmap[cur, int(turn[RIGHT, hd])])
+            best = min(fwd, left, right)
+            if not best < here:
+                break
+            if fwd == best:
+                if zone_of[nxt] >= 0 or not self._enterable(nxt, carry, tgt, st) or not self._alone(nxt, i):
+                    break
+                acts.append(FORWARD)
+                cells.append(nxt)
+                cur = nxt
+            else:
+                a = LEFT if left == best else RIGHT
+                acts.append(a)
+                hd = int(turn[a, hd])
+        while acts and acts[-1] != FORWARD:
+            acts.pop()  # a run ends on a move: a last turn waits for the next observation
+        if cells:
+            self._run_cells[i] = cells
+            for x in cells:
+                self._run_at.setdefault(x, set()).add(i)
+            self.run_moves += len(acts)
+        return acts
+
+    def _alone(self, x: int, i: int) -> bool:
+        """Nobody but robot ``i`` is in, sent into or given a run through a cell within ``radius`` of ``x``."""
+        near = self._near_cache.get(x)
+        if near is None:
+            st = self._last[0]
+            w, h, r = st.width, st.height, self.radius
+            cx, cy = x % w, x // w
+            ys, xs = np.mgrid[max(cy - r, 0):min(cy + r, h - 1) + 1, max(cx - r, 0):min(cx + r, w - 1) + 1]
+            ok = np.abs(xs - cx) + np.abs(ys - cy) <= r
+            near = self._near_cache[x] = (ys[ok] * w + xs[ok]).ravel()
+        for y in near.tolist():
+            for table in (self._known_at, self._sent_at, self._run_at):
+                ms = table.get(y)
+                if ms and (len(ms) > 1 or i not in ms):
+                    return False
+        return True
+
+    def _clear_run(self, i: int) -> None:
+        for x in self._run_cells.pop(i, ()):
+            ms = self._run_at.get(x)
+            if ms is not None:
+                ms.discard(i)
+                if not ms:
+                    del self._run_at[x]
 
     # -- targets and priorities --------------------------------------------------
     def _target(self, ob, nav, c, d, carry):

@@ -251,3 +251,75 @@ def test_no_collision_on_a_crowded_floor_in_the_event_tempo():
     s = run(_scenario("warehouse-small-event.toml", robots=24), 2, 600.0).summary
     assert s["collisions"] == 0
     assert s["deliveries"] > 0 and s["orders_conserved"]
+
+
+RUN_FLOOR = ("................\n"
+             "................\n"
+             "..........x.....\n"
+             ".....x..........\n"
+             ".g..............\n")  # shelves: 0=(10,2) 1=(5,3)
+
+
+def _run_brain(robots, tasks):
+    fl = floor_with(RUN_FLOOR, robots, queue=(0,))
+    view = FloorView.of(fl, 1.0, FloorStatic.of(fl))
+    brain = TrafficBrain(np.random.default_rng(0))
+    acts = brain.act([RobotObs(i, view, tasks[i]) for i in range(len(robots))])
+    return fl, view, brain, acts
+
+
+def test_a_robot_alone_on_its_way_is_given_a_run_whose_cells_stay_held_until_it_passes_them():
+    """Event tempo: robot 0 drives along row 0 to its shelf at (10, 2) with nobody near; beyond its
+    first move it is given the next moves of its way (window 6) and every cell of them is held for
+    the others until a newer view shows it past the cell."""
+    fl, view, brain, acts = _run_brain([(0, 0, RIGHT, -1), (5, 3, UP, -1)], [0, -1])  # robot 1 parked under shelf 1
+    assert acts[0] == F
+    run = brain.follow_on(0)
+    assert run == [F] * 6, run
+    way = [x for x in range(1, 8)]  # (1, 0) .. (7, 0): the first move, then the run
+    held = _Held(brain, {1}, {}, view)
+    assert all(held.get(x) == 0 for x in way), "the run's cells are held for robot 1"
+    assert brain.follow_on(1) == [], "a robot with nothing to do gets no run"
+    fl.load_state({**fl.state_dict(), "agent_x": [4, 5], "agent_y": [0, 3]})  # a newer view: robot 0 at (4, 0)
+    later = _Held(brain, {1}, {}, FloorView.of(fl, 2.0, view.static))
+    assert [later.get(x) for x in [0] + way] == [None] * 4 + [0] * 4, "cells behind it are free, those ahead held"
+    brain.act([RobotObs(0, FloorView.of(fl, 3.0, view.static), 0)])  # it decides again: its old run lapses
+    assert 0 not in brain._run_cells and not any(0 in ms for ms in brain._run_at.values())
+
+
+def test_a_run_stops_short_of_another_robot():
+    """The same way with robot 1 two rows below it, at (5, 2): the run ends where the way comes within
+    ``radius`` (2) cells of it, so robots near each other decide step by step and can give way."""
+    _fl, _view, brain, acts = _run_brain([(0, 0, RIGHT, -1), (5, 2, UP, -1)], [0, -1])
+    assert acts[0] == F
+    assert brain.follow_on(0) == [F, F, F], "(2, 0) .. (4, 0) are more than 2 cells from (5, 2); (5, 0) is not"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(robots=st.integers(2, 24), seed=st.integers(1, 10_000))
+def test_runs_in_the_event_tempo_never_cause_a_collision(robots, seed):
+    """Runs over the lossy wireless and its partition, from sparse to past the knee: robots driving
+    runs without observations never meet another robot, and sparse floors do get runs."""
+    from desim.app.runner import build, execute
+    world = build(_scenario("warehouse-small-event.toml", robots=robots), seed)
+    s = execute(world, 300.0).summary
+    brain = world.model.brain
+    assert s["collisions"] == 0 and s["orders_conserved"]
+    if robots <= 8:
+        assert brain.run_moves > 0, "no robot was given a run on a sparse floor"
+
+
+def test_runs_only_where_every_move_is_not_gated():
+    """The tick tempo decides every robot every step (no runs); with [belief] peers each forward move
+    goes through the peers' gate, so no runs either."""
+    from desim.app.runner import build, execute
+    tick = build(_scenario("warehouse-small.toml", robots=4), 1)
+    execute(tick, 200.0)
+    assert tick.model.brain.run_moves == 0 and not tick.model.tempo.runs
+    event = build(_scenario("warehouse-small-event.toml", robots=4), 1)
+    execute(event, 200.0)
+    assert event.model.brain.run_moves > 0
+    peers = build(_scenario("warehouse-peers.toml", robots=4), 1)
+    assert peers.model.peers is not None and peers.model.cfg.tempo == "event"
+    execute(peers, 200.0)
+    assert peers.model.brain.run_moves == 0 and not peers.model.tempo.runs

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from desim.agent import Agent
-from desim.models.warehouse.robot_time import WAIT_CMD, WAIT_OBS
+from desim.models.warehouse.robot_time import FORWARD, WAIT_CMD, WAIT_OBS
 
 if TYPE_CHECKING:
     from desim.models.warehouse.model import WarehouseModel
@@ -51,6 +51,16 @@ class Robot(Agent):
             clock.switch(i, action, env.now)
             yield env.timeout(wh.duration(i, action))
             yield wh.complete(i, action)  # the tempo settles the action as what it turned out to be
+            run = wh.tempo.follow_on(i)
+            if run:  # more moves given in the same decision (a traffic brain's run): no new observation between
+                floor = wh.floor
+                for a in run:
+                    before = int(floor.cells[i])
+                    clock.switch(i, a, env.now)
+                    yield env.timeout(wh.duration(i, a))
+                    yield wh.complete(i, a)
+                    if a == FORWARD and int(floor.cells[i]) == before:
+                        break  # refused on the floor: the rest of the run is void, observe again
             clock.switch(i, WAIT_OBS, env.now)
             self.send(self.controller, "status", size=STATUS_SIZE)
 

@@ -65,6 +65,7 @@ class PeerBeliefs:
         """Wire into a built warehouse model (its robots call :meth:`read` and :meth:`gate`)."""
         self = cls(cfg, wh.n, wh.floor.width)
         wh.peers = self
+        wh.tempo.runs = False  # every forward move goes through the gate: no runs without observations
         wh.components.append(self)
         return self
 

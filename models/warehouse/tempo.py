@@ -64,6 +64,8 @@ class Tempo:
         self.resolver, self.observe, self.brain = resolver, observe, brain
         self.clock = clock if clock is not None else RobotClock(n, cfg.tempo == "event", floor=floor)  # where robot time goes
         self.external = None
+        self.runs = cfg.tempo == "event"  # whether a brain's ``follow_on`` moves are driven (the model turns it off for peers)
+        self._follow: dict[int, list] = {}
         self.decisions = 0  # robot decisions taken (both tempos): env-steps = decisions / robots
         self._decisions = InstantBatch(sim, self._flush_decisions)
         self._completions = InstantBatch(sim, self._flush_completions)
@@ -96,9 +98,20 @@ class Tempo:
         if self.brain is None:
             raise RuntimeError("the warehouse model has no brain and no external hook: pass a brain to "
                                "WarehouseModel(..., brain) or set model.external before the run")
-        actions = self.brain.act([obs for _i, obs, _ev in batch])
-        for (_i, _obs, ev), a in zip(batch, actions):
+        brain = self.brain
+        actions = brain.act([obs for _i, obs, _ev in batch])
+        follow = getattr(brain, "follow_on", None) if self.runs else None
+        for (i, _obs, ev), a in zip(batch, actions):
+            if follow is not None:
+                run = follow(i)
+                if run:
+                    self._follow[i] = run
             ev.succeed(int(a))
+
+    def follow_on(self, i: int) -> list:
+        """The actions robot ``i``'s brain gave it beyond the one just decided (a run it drives
+        without a new observation; ``[]`` for brains without ``follow_on`` and in the tick tempo)."""
+        return self._follow.pop(i, [])
 
     # -- acting --------------------------------------------------------------
     def duration(self, i: int, action: int) -> float:
