@@ -51,7 +51,7 @@ def _stored_sweep(tmp_path: Path, cfg: dict, results: list[dict], scenario: str 
     text = scenario_text if scenario_text is not None else (ROOT / "scenarios" / scenario).read_text()
     rid = store.begin_run("sweep", scenario=cfg["name"], scenario_text=text, seed=1,
                           config={**cfg, "base": str(ROOT / "scenarios" / (scenario or "x.toml")), "seed": 1,
-                                  "until": 900.0, "key": "k"})
+                                  "until": 900.0, "key": "k", **cfg})
     store.append(rid, SWEEP_POINTS, results)
     store.finish_run(rid, "complete")
     return store, rid
@@ -329,9 +329,24 @@ def test_the_header_names_brain_tempo_network_and_faults_of_the_base(tmp_path):
     assert "**brain**: greedy; **tempo**: event; robots: 4" in head
     assert "`links.default`: lognormal delay, mean 2 ms, jitter 0.5 ms, no loss" in head
     assert "`links.wireless`: lognormal delay, mean 20 ms, jitter 15 ms, bursty loss (gilbert_elliott: p = 0.01, r = 0.3)" in head
-    assert "**faults**: isolate zone-1 at 1200 s for swept: 30.0, 60.0, 120.0 s." in head
+    assert "**faults**: isolate zone-1 at 1200 s for swept: 30.0, 60.0, 120.0 s (not within the runs, which end at 900 s: " in head
     assert "| faults[0].duration (s) | throughput_per_hour (deliveries per hour) mean |" in md
     assert "clipped at 0" in head and "for throughput_per_hour" in head
+
+
+def test_a_fault_after_the_runs_end_is_said_never_to_fire(tmp_path):
+    """robots-small runs the small event floor for 900 s; its base cuts zone 1 off at 1200 s: the
+    header must not let a reader think the answer includes a partition."""
+    points = [{"warehouse.robots": n} for n in (2, 4)]
+    cfg = {**_cfg(points, ["warehouse.robots"], ["throughput_per_hour"], 2), "until": 900.0}
+    results = _results(points, lambda i, p: [{"throughput_per_hour": 100.0 + i, **_orders(10, 10)}] * 2)
+    store, rid = _stored_sweep(tmp_path, cfg, results, "warehouse-small-event.toml")
+    head = write_report(store, rid, tmp_path / "rep").read_text().split("## Metrics")[0]
+    assert "isolate zone-1 at 1200 s for 60 s (not within the runs, which end at 900 s: it never fires)." in head
+    cfg["until"] = 1500.0  # runs past the cut: it is part of the answer, said plainly
+    store, rid = _stored_sweep(tmp_path / "b", cfg, results, "warehouse-small-event.toml")
+    head = write_report(store, rid, tmp_path / "rep-b").read_text().split("## Metrics")[0]
+    assert "**faults**: isolate zone-1 at 1200 s for 60 s." in head
 
 
 # ------------------------------------------------------------------------------ bad input: one line

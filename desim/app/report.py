@@ -159,6 +159,7 @@ def _assumptions(cfg: dict, rep: dict) -> list[str]:
         net.append(f"{len(overrides)} per-link override(s) (`links.override`)")
     out.append("- **network**: " + "; ".join(net) + ".")
     faults = raw.get("faults") or []
+    until = cfg.get("until") if cfg.get("until") is not None else _at(raw, "until")
     if faults:
         descr = []
         for i, f in enumerate(faults):
@@ -169,6 +170,9 @@ def _assumptions(cfg: dict, rep: dict) -> list[str]:
             at = show(f"faults[{i}].at", lambda v: f"{v:g} s") or "?"
             dur = show(f"faults[{i}].duration", lambda v: f"{v:g} s")
             descr.append(f"{f.get('kind', '?')} {what} at {at}" + (f" for {dur}" if dur else ""))
+            t0 = value(f"faults[{i}].at")[0]
+            if isinstance(t0, (int, float)) and isinstance(until, (int, float)) and t0 >= until:
+                descr[-1] += f" (not within the runs, which end at {until:g} s: it never fires)"
         out.append("- **faults**: " + "; ".join(descr) + ".")
     else:
         out.append("- **faults**: none.")
