@@ -48,19 +48,15 @@ class Robot(Agent):
             action = yield wh.decide(i, obs)
             if wh.peers is not None:  # [belief] peers: hold rather than drive where a peer may be
                 action = wh.peers.gate(i, obs, action, env.now)
-            clock.switch(i, action, env.now)
-            yield env.timeout(wh.duration(i, action))
-            yield wh.complete(i, action)  # the tempo settles the action as what it turned out to be
-            run = wh.tempo.follow_on(i)
-            if run:  # more moves given in the same decision (a traffic brain's run): no new observation between
-                floor = wh.floor
-                for a in run:
-                    before = int(floor.cells[i])
-                    clock.switch(i, a, env.now)
-                    yield env.timeout(wh.duration(i, a))
-                    yield wh.complete(i, a)
-                    if a == FORWARD and int(floor.cells[i]) == before:
-                        break  # refused on the floor: the rest of the run is void, observe again
+            run = wh.tempo.follow_on(i)  # more actions given in the same decision (a traffic brain's run)
+            floor = wh.floor
+            for a in (action, *run) if run else (action,):  # no new observation between them
+                before = int(floor.cells[i])
+                clock.switch(i, a, env.now)
+                yield env.timeout(wh.duration(i, a))
+                yield wh.complete(i, a)  # the tempo settles the action as what it turned out to be
+                if a == FORWARD and int(floor.cells[i]) == before:
+                    break  # refused on the floor: the rest of the run is void, observe again
             clock.switch(i, WAIT_OBS, env.now)
             self.send(self.controller, "status", size=STATUS_SIZE)
 
