@@ -34,13 +34,14 @@ One step, for the robots deciding at one instant (all of them in the tick tempo)
    move into such a cell is refused; a push is left for its robot and honoured at
    its next decision if the pusher still outranks it. A robot that hears nothing
    (a partition) decides nothing and holds its cell.
-5. **Runs** (the event tempo): a robot driving straight down its shortest path with
-   nobody within ``radius`` cells of the way is given up to ``window`` more forward
-   moves in the same decision (:meth:`TrafficBrain.follow_on`), as a windowed planner
-   sends a path segment: it drives them without asking for a new observation, and
-   the brain holds every cell of the run until the robot decides again, so the
-   round trips it saves cost no safety. Near others, in a goal's approach or at a
-   turn, it decides step by step.
+5. **Runs** (the event tempo): a robot on its shortest way with nobody within
+   ``radius`` cells of it is given up to ``window`` more actions of that way (moves and
+   the turns between them, ending on a move) in the same decision
+   (:meth:`TrafficBrain.follow_on`), as a windowed planner sends a path segment: it
+   drives them without asking for a new observation, and the brain holds every cell
+   of the run until a newer view shows the robot past it or the robot decides again,
+   so the round trips it saves cost no safety. Near others, in a goal's approach or at
+   its target, it decides step by step.
 
 The controller's table (who holds which cell, who pushed whom, priorities) is
 kept in the brain: it stands for the traffic server the zone controllers share.
@@ -209,9 +210,8 @@ class TrafficBrain:
         self.refusals = 0  # moves refused because the cell was held
         self.evasions = 0  # jams shaken
         self.window, self.radius = int(window), int(radius)
-        self.run_moves = 0  # forward moves given as runs (decisions saved)
+        self.run_moves = 0  # actions given as runs (observations and decisions saved)
         self._targets: dict[int, tuple] = {}
-        self._near_cache: dict[int, np.ndarray] = {}
         self._last = None  # the last act's plan, for follow_on
 
     # -- state, made on the first call (the brain does not know the floor before) --
@@ -231,6 +231,7 @@ class TrafficBrain:
             self._known_at.setdefault(c, set()).add(m)
         self._sent_at: dict[int, set] = {}  # cell -> robots sent into it
         self._run_at: dict[int, set] = {}  # cell -> robots given a run through it (held until they decide)
+        self._near_cache: dict[int, np.ndarray] = {}  # cell -> the cells within ``radius`` of it, on this floor
         self._run_cells: dict[int, list] = {}  # robot -> the cells of its run
         self.known_t = np.full(n, -np.inf)  # the time of the view each robot last decided from
         self._zone_static = None  # approach counts are rebuilt from ``known``

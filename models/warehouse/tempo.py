@@ -64,7 +64,7 @@ class Tempo:
         self.resolver, self.observe, self.brain = resolver, observe, brain
         self.clock = clock if clock is not None else RobotClock(n, cfg.tempo == "event", floor=floor)  # where robot time goes
         self.external = None
-        self.runs = cfg.tempo == "event"  # whether a brain's ``follow_on`` moves are driven (the model turns it off for peers)
+        self.runs = cfg.tempo == "event"  # whether a brain's ``follow_on`` actions are driven (``peers.PeerBeliefs.attach`` turns it off)
         self._follow: dict[int, list] = {}
         self.decisions = 0  # robot decisions taken (both tempos): env-steps = decisions / robots
         self._decisions = InstantBatch(sim, self._flush_decisions)
