@@ -51,7 +51,7 @@ def _stored_sweep(tmp_path: Path, cfg: dict, results: list[dict], scenario: str 
     text = scenario_text if scenario_text is not None else (ROOT / "scenarios" / scenario).read_text()
     rid = store.begin_run("sweep", scenario=cfg["name"], scenario_text=text, seed=1,
                           config={**cfg, "base": str(ROOT / "scenarios" / (scenario or "x.toml")), "seed": 1,
-                                  "until": 900.0, "key": "k", **cfg})
+                                  "until": cfg.get("until", 900.0), "key": "k"})
     store.append(rid, SWEEP_POINTS, results)
     store.finish_run(rid, "complete")
     return store, rid
